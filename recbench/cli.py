@@ -1,0 +1,157 @@
+"""Console entry points. They parse, check and call the library; a user's mistake is one line on stderr.
+
+* ``recbench`` — train one config (a Hydra app; ``-m`` sweeps), via ``train.loop.train_and_evaluate``.
+* ``recbench-info`` — parameters, FLOPs per step and effective depth per step as JSON, without training.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+import recbench  # noqa: F401  (sets XLA flags before JAX starts)
+from recbench.config import ConfigError, compose_train, group_choices, register
+
+register()
+
+# Hydra's own flags that take no check from us (help, config printing, shell completion, search paths).
+_PASSTHROUGH = ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--resolve", "--package", "-p",
+                "--shell-completion", "-sc", "--config-path", "-cp", "--config-name", "-cn", "--config-dir",
+                "-cd", "--version")
+
+
+def fail(message: str, code: int = 2) -> None:
+    print(f"recbench: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _variants(overrides: list[str]) -> list[list[str]]:
+    """One override list per sweep value (the others at their first value): enough to check every value."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    parsed = []
+    for raw in overrides:
+        try:
+            parsed += parser.parse_overrides([raw])
+        except Exception as e:  # hydra.errors.OverrideParseException: keep its reason, name the override
+            reason = " ".join(str(e).split()).split(" See https://")[0]
+            raise ConfigError(f"bad override {raw!r}: {reason}") from None
+    options = []
+    for raw, o in zip(overrides, parsed, strict=True):
+        if o.is_sweep_override():
+            options.append([f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()])
+        else:
+            options.append([raw])
+    if not options:
+        return [[]]
+    variants = [[opts[0] for opts in options]]
+    for i, opts in enumerate(options):
+        for v in opts[1:]:
+            variants.append([v if j == i else variants[0][j] for j in range(len(options))])
+    return variants
+
+
+def check_overrides(overrides: list[str]) -> list[DictConfig]:
+    """Compose and validate every variant of the command line before Hydra runs anything."""
+    configs = []
+    for variant in _variants([o for o in overrides if not o.startswith("hydra")]):
+        for o in variant:
+            key, _, value = o.partition("=")
+            group = key.lstrip("+~")
+            if group in ("model", "dataset", "optim", "trainer", "logger", "experiment", "debug"):
+                choices = group_choices(group)
+                if value not in choices and value != "null":
+                    raise ConfigError(f"unknown {group} {value!r}; choose one of: {', '.join(choices)}")
+        try:
+            cfg = compose_train(variant)
+        except ConfigError:
+            raise
+        except Exception as e:  # Hydra/OmegaConf composition errors, with the reason they carry
+            cause = f": {str(e.__cause__).splitlines()[0]}" if e.__cause__ else ""
+            raise ConfigError(" ".join(str(e).split()) + cause) from None
+        validate_config(cfg)
+        configs.append(cfg)
+    return configs
+
+
+def validate_config(cfg: DictConfig) -> None:
+    from recbench.data.sources import dataset_meta
+    from recbench.models.registry import validate_model_config
+    from recbench.train.loop import _check_trainer
+    from recbench.train.objectives import LOSS_OVER_STEPS
+    from recbench.train.optim import OPTIMIZERS, SCHEDULES
+    from recbench.train.runlog import resolve_wandb_mode
+
+    validate_model_config(cfg.model)
+    dataset_meta(cfg.dataset)
+    _check_trainer(cfg.trainer)
+    if cfg.trainer.loss_over_steps not in LOSS_OVER_STEPS:
+        raise ConfigError(f"trainer.loss_over_steps={cfg.trainer.loss_over_steps!r} is not valid; choose one of: "
+                          f"{', '.join(LOSS_OVER_STEPS)}")
+    if cfg.optim.name not in OPTIMIZERS:
+        raise ConfigError(f"optim.name={cfg.optim.name!r} is not valid; choose one of: {', '.join(OPTIMIZERS)}")
+    if cfg.optim.schedule not in SCHEDULES:
+        raise ConfigError(f"optim.schedule={cfg.optim.schedule!r} is not valid; choose one of: "
+                          f"{', '.join(SCHEDULES)}")
+    resolve_wandb_mode(cfg.logger.wandb.mode)
+
+
+@hydra.main(config_path="configs", config_name="train", version_base="1.3")
+def _train_app(cfg: DictConfig) -> float:
+    import logging
+
+    from hydra.core.hydra_config import HydraConfig
+
+    from recbench.train.loop import train_and_evaluate
+
+    for name in ("jax", "absl", "orbax", "tensorflow_datasets"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        summary = train_and_evaluate(cfg, HydraConfig.get().runtime.output_dir)
+    except ConfigError as e:
+        fail(str(e))
+    return summary["final_accuracy"]
+
+
+def train_main() -> None:
+    args = sys.argv[1:]
+    if not any(a.startswith(_PASSTHROUGH) for a in args):
+        try:
+            check_overrides([a for a in args if a not in ("-m", "--multirun")])
+        except ConfigError as e:
+            fail(str(e))
+    _train_app()
+
+
+def info(overrides: list[str]) -> dict:
+    """Accounting for a config, without data or training: what ``recbench-info`` prints."""
+    from recbench.data.sources import dataset_meta
+    from recbench.models.accounting import describe
+    from recbench.models.registry import model_from_config
+
+    (cfg,) = check_overrides(overrides)
+    shape, num_classes = dataset_meta(cfg.dataset)
+    model = model_from_config(cfg.model, num_classes=num_classes, in_channels=shape[-1], seed=cfg.seed)
+    return {"model": cfg.model.name, "dataset": cfg.dataset.name, "input_shape": list(shape),
+            "num_classes": num_classes, **describe(model, shape),
+            "model_config": OmegaConf.to_container(cfg.model, resolve=True)}
+
+
+def info_main() -> None:
+    args = sys.argv[1:]
+    if any(a in ("-h", "--help") for a in args):
+        print("usage: recbench-info [OVERRIDE ...]   e.g. recbench-info model=blt dataset=digit_clutter\n"
+              "Prints params, flops_per_image (cumulative per time step) and effective_depth (per step) as JSON.")
+        return
+    try:
+        if any(a in ("-m", "--multirun") for a in args) or len(_variants(args)) > 1:
+            fail("recbench-info describes one config; drop -m and comma-separated sweeps")
+        print(json.dumps(info(args), indent=2))
+    except ConfigError as e:
+        fail(str(e))
+
+

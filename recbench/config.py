@@ -1,0 +1,149 @@
+"""Config schemas, their registration with Hydra, and user-facing config errors.
+
+The top-level schema types every group whose fields are the same for all choices (``optim``, ``trainer``,
+``logger``); ``model`` and ``dataset`` differ per family, so each family has its own dataclass schema that
+the model / dataset registries check when they build (``recbench.models.registry``,
+``recbench.data.sources``). Either way a bad key or value ends in a :class:`ConfigError` whose one-line
+message names the problem and the valid choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A mistake in the user's config or environment: reported as one line, never as a traceback."""
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adam"  # sgd | adam | adamw
+    lr: float = 1e-3
+    momentum: float = 0.9  # sgd
+    nesterov: bool = False  # sgd
+    weight_decay: float = 0.0  # sgd: L2 added to the gradient; adamw: decoupled
+    schedule: str = "cosine"  # constant | cosine | step
+    warmup_steps: int = 0
+    decay_at: list[float] = field(default_factory=lambda: [0.5, 0.75])  # step: fractions of total_steps
+    decay_factor: float = 0.1
+    grad_clip: float = 0.0  # global-norm clip; 0 = off
+
+
+@dataclass
+class TrainerConfig:
+    total_steps: int = 300
+    batch_size: int = 128
+    loss_over_steps: str = "mean"  # last | mean | weights
+    step_weights: list[float] = field(default_factory=list)  # used when loss_over_steps=weights
+    eval_every: int = 100
+    eval_batch_size: int = 500
+    log_every: int = 10
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    resume: bool = True
+    progress: bool = True
+    save_predictions: bool = True  # per-image logits at every step of the final eval (predictions.npz)
+
+
+@dataclass
+class WandbConfig:
+    mode: str = "auto"  # auto (online if an API key is set, else offline) | online | offline | disabled
+    project: str = "recbench"
+    entity: str | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoggerConfig:
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    console: bool = True
+
+
+@dataclass
+class PathsConfig:
+    output_root: str = "outputs"
+    data_dir: str = MISSING
+
+
+@dataclass
+class TrainConfig:
+    name: str = "default"  # experiment name: groups runs on disk and in wandb
+    seed: int = 0
+    model: Any = MISSING
+    dataset: Any = MISSING
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+
+def register() -> None:
+    """Register the schema and the ``run_dirname`` resolver (idempotent; call before Hydra composes)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    if not OmegaConf.has_resolver("run_dirname"):
+        OmegaConf.register_new_resolver("run_dirname", run_dirname)
+
+
+def run_dirname(overrides: str) -> str:
+    """A run's folder name from its overrides: the same command finds the same folder (and resumes)."""
+    if not overrides:
+        return "default"
+    return re.sub(r"[^A-Za-z0-9_.,=+-]", "_", overrides)[:200]
+
+
+def family_config(cls: type, cfg: DictConfig | dict, what: str) -> Any:
+    """Build a family dataclass from a config node, with one-line errors for unknown or missing keys."""
+    data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{what}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}")
+    missing = [f.name for f in dataclasses.fields(cls)
+               if f.name not in data and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{what}: missing key(s) {', '.join(missing)}")
+    for f in dataclasses.fields(cls):
+        if f.name in data and isinstance(data[f.name], list):
+            data[f.name] = tuple(data[f.name])
+    return cls(**data)
+
+
+def positive_int(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+    return value
+
+
+def choice(value: Any, key: str, valid: tuple[str, ...] | list[str]) -> str:
+    if value not in valid:
+        raise ConfigError(f"{key}={value!r} is not valid; choose one of: {', '.join(valid)}")
+    return value
+
+
+def group_choices(group: str) -> list[str]:
+    """The YAML options of a config group, for error messages."""
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def compose_train(overrides: list[str]) -> DictConfig:
+    """Compose the training config as Hydra would, outside a Hydra app (tests, notebooks, recbench-info)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register()
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))

@@ -1,0 +1,134 @@
+"""Normalisation that knows about time steps.
+
+Recurrent nets trained with BatchNorm need *time-specific* statistics (Liao & Poggio's TSBN, the per-step
+BatchNorms of CORnet-S): the conv weights are shared over steps but every step has its own BN statistics
+and affine. ``StepNorm`` stores one row per trained step and, for steps beyond those trained (test-time
+unroll), reuses the last row.
+
+Batch statistics are *returned* through a :class:`NormContext` instead of being written inside the
+forward pass. That keeps every time step a pure function, so the same step runs inside a rolled
+``lax.scan`` or a Python loop; the running averages are written once after the unroll.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+NORM_KINDS = ("bn_step", "bn", "group", "none")
+
+
+@dataclass
+class NormContext:
+    """Carries the train/eval mode through a forward pass and collects batch statistics.
+
+    ``records`` holds ``(norm, t, mean, var)`` in call order. Under ``lax.scan`` the arrays are tracers
+    of the scan body; the engine returns them as scan outputs and replaces them by the stacked values.
+    """
+
+    train: bool
+    records: list = field(default_factory=list)
+
+    def commit(self) -> None:
+        """Write the collected batch statistics into the running averages (training only)."""
+        if not self.train:
+            return
+        for norm, t, mean, var in self.records:
+            norm.update_running(t, mean, var)
+        self.records.clear()
+
+
+class StepNorm(nnx.Module):
+    """Per-step BatchNorm (``bn_step``), shared BatchNorm (``bn``), GroupNorm (``group``) or identity.
+
+    ``steps`` is the number of trained time steps (rows of statistics and affine for ``bn_step``).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        kind: str = "bn_step",
+        steps: int = 1,
+        momentum: float = 0.9,
+        eps: float = 1e-5,
+        groups: int = 32,
+        scale_init: float = 1.0,
+    ):
+        if kind not in NORM_KINDS:
+            raise ValueError(f"unknown norm {kind!r}; choose one of {', '.join(NORM_KINDS)}")
+        self.kind = kind
+        self.momentum = momentum
+        self.eps = eps
+        self.rows = steps if kind == "bn_step" else 1
+        if kind == "none":
+            return
+        shape = (self.rows, channels) if kind != "group" else (channels,)
+        self.scale = nnx.Param(jnp.full(shape, scale_init, jnp.float32))
+        self.bias = nnx.Param(jnp.zeros(shape, jnp.float32))
+        if kind == "group":
+            self.groups = _largest_divisor(channels, groups)
+        else:
+            self.mean = nnx.BatchStat(jnp.zeros(shape, jnp.float32))
+            self.var = nnx.BatchStat(jnp.ones(shape, jnp.float32))
+
+    def _row(self, t):
+        if self.rows == 1:
+            return 0
+        if isinstance(t, int):
+            return min(t, self.rows - 1)
+        return jnp.minimum(t, self.rows - 1)
+
+    def __call__(self, x: jax.Array, t, ctx: NormContext) -> jax.Array:
+        if self.kind == "none":
+            return x
+        if self.kind == "group":
+            return self._group(x)
+        row = self._row(t)
+        if ctx.train:
+            axes = tuple(range(x.ndim - 1))
+            mean = jnp.mean(x, axes)
+            var = jnp.mean(jnp.square(x - mean), axes)
+            ctx.records.append((self, t, mean, var))
+        else:
+            mean, var = self.mean[...][row], self.var[...][row]
+        y = (x - mean) * jax.lax.rsqrt(var + self.eps)
+        return y * self.scale[...][row] + self.bias[...][row]
+
+    def _group(self, x: jax.Array) -> jax.Array:
+        *lead, c = x.shape
+        g = self.groups
+        xg = x.reshape(*lead, g, c // g)
+        axes = tuple(range(1, xg.ndim - 2)) + (xg.ndim - 1,)
+        mean = jnp.mean(xg, axes, keepdims=True)
+        var = jnp.mean(jnp.square(xg - mean), axes, keepdims=True)
+        y = ((xg - mean) * jax.lax.rsqrt(var + self.eps)).reshape(x.shape)
+        return y * self.scale[...] + self.bias[...]
+
+    def update_running(self, t, mean: jax.Array, var: jax.Array) -> None:
+        """Fold batch statistics of step(s) ``t`` into the running averages.
+
+        ``t`` is an int, or an int array with leading axis matching ``mean``/``var`` (stacked scan steps).
+        Steps at or beyond the trained rows fold into the last row (a shared ``bn`` has only one row).
+        """
+        m = self.momentum
+        ts = jnp.atleast_1d(jnp.asarray(t))
+        means = mean.reshape(ts.shape[0], -1)
+        vars_ = var.reshape(ts.shape[0], -1)
+        new_mean, new_var = self.mean[...], self.var[...]
+        for i in range(ts.shape[0]):  # static: a handful of steps
+            row = jnp.minimum(ts[i], self.rows - 1)
+            new_mean = new_mean.at[row].set(m * new_mean[row] + (1 - m) * means[i])
+            new_var = new_var.at[row].set(m * new_var[row] + (1 - m) * vars_[i])
+        self.mean.set_value(new_mean)
+        self.var.set_value(new_var)
+
+
+def _largest_divisor(channels: int, groups: int) -> int:
+    g = min(groups, channels)
+    while channels % g:
+        g -= 1
+    return g

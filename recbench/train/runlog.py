@@ -1,0 +1,92 @@
+"""Where a run reports: ``metrics.jsonl`` (the source of truth), the console, and wandb (a mirror).
+
+Every event is one JSON object per line, flushed as written, so a killed run loses nothing it logged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+
+
+def resolve_wandb_mode(mode: str) -> str:
+    """``auto`` goes online only when an API key is set, so a run never waits on an unreachable server."""
+    if mode not in WANDB_MODES:
+        from recbench.config import ConfigError
+
+        raise ConfigError(f"logger.wandb.mode={mode!r} is not valid; choose one of: {', '.join(WANDB_MODES)}")
+    if os.environ.get("WANDB_MODE") in ("disabled", "offline", "online") and mode == "auto":
+        return os.environ["WANDB_MODE"]
+    if mode == "auto":
+        return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+    return mode
+
+
+class RunLogger:
+    def __init__(self, workdir: Path, cfg: dict, *, wandb_cfg: dict, console: bool, group: str):
+        self.workdir = workdir
+        self.console = console
+        self._jsonl = open(workdir / "metrics.jsonl", "a", buffering=1)
+        self._t0 = time.time()
+        self.run = None
+        mode = resolve_wandb_mode(wandb_cfg["mode"])
+        if mode != "disabled":
+            self.run = _init_wandb(workdir, cfg, wandb_cfg, mode, group)
+
+    def event(self, kind: str, step: int, **values: Any) -> None:
+        record = {"event": kind, "step": step, "time_s": round(time.time() - self._t0, 3), **values}
+        self._jsonl.write(json.dumps(record) + "\n")
+        if self.run is not None:
+            self._wandb_event(kind, step, values)
+
+    def _wandb_event(self, kind: str, step: int, values: dict) -> None:
+        flat = {"train/step": step}
+        for k, v in values.items():
+            if isinstance(v, list):
+                flat.update({f"{kind}/{k}/t{t}": x for t, x in enumerate(v)})
+            elif isinstance(v, (int, float)):
+                flat[f"{kind}/{k}"] = v
+        self.run.log(flat)
+        if kind == "eval" and "accuracy_per_step" in values:
+            import wandb
+
+            acc = values["accuracy_per_step"]
+            table = wandb.Table(columns=["time_step", "accuracy"], data=[[t, a] for t, a in enumerate(acc)])
+            self.run.log({"train/step": step, "eval/accuracy_vs_time_step":
+                          wandb.plot.line(table, "time_step", "accuracy", title="accuracy vs time step")})
+
+    def summary(self, summary: dict) -> None:
+        if self.run is not None:
+            for k, v in summary.items():
+                if isinstance(v, list):
+                    for t, x in enumerate(v):
+                        self.run.summary[f"{k}/t{t}"] = x
+                elif isinstance(v, (int, float, str)):
+                    self.run.summary[k] = v
+
+    def close(self) -> None:
+        self._jsonl.close()
+        if self.run is not None:
+            self.run.finish()
+            self.run = None
+
+
+def _init_wandb(workdir: Path, cfg: dict, wandb_cfg: dict, mode: str, group: str):
+    import wandb
+
+    id_file = workdir / "wandb_id.txt"
+    run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+    id_file.write_text(run_id)
+    run = wandb.init(project=wandb_cfg["project"], entity=wandb_cfg.get("entity"), group=group,
+                     name=workdir.name, id=run_id, resume="allow", mode=mode, dir=str(workdir),
+                     config=cfg, tags=list(wandb_cfg.get("tags") or []),
+                     settings=wandb.Settings(start_method="thread", console="off"))
+    run.define_metric("train/step")
+    run.define_metric("train/*", step_metric="train/step")
+    run.define_metric("eval/*", step_metric="train/step")
+    return run
