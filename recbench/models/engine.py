@@ -38,6 +38,7 @@ SCHEDULES = ("sequential", "synchronous")
 UNROLL_STRATEGIES = ("auto", "loop", "scan")
 CELLS = ("plain",)
 TOPDOWN_RESAMPLE = ("transpose", "nearest")
+READOUTS = ("gap", "gmp", "flatten")
 IMAGE = -1  # source index of the input image
 
 
@@ -72,6 +73,8 @@ class GraphSpec:
     num_classes: int = 10
     unroll: str = "auto"
     topdown_resample: str = "transpose"  # transpose (a stride-f transposed conv) | nearest (upsample, then conv)
+    readout: str = "gap"  # gap | gmp (global average / max pool, then linear) | flatten (linear on the map)
+    input_size: int | None = None  # image height = width; needed by readout="flatten"
     names: tuple[str, ...] = field(init=False)
 
     def __post_init__(self):
@@ -82,6 +85,8 @@ class GraphSpec:
         _check(isinstance(self.steps, int) and self.steps >= 1, f"steps must be an integer >= 1, got {self.steps!r}")
         _check(self.topdown_resample in TOPDOWN_RESAMPLE, f"topdown_resample must be one of "
                f"{', '.join(TOPDOWN_RESAMPLE)}, got {self.topdown_resample!r}")
+        _check(self.readout in READOUTS, f"readout must be one of {', '.join(READOUTS)}, got {self.readout!r}")
+        _check(self.readout != "flatten" or self.input_size, "readout='flatten' needs input_size")
         for a in self.areas:
             _check(a.cell in CELLS, f"area {a.name}: cell must be one of {', '.join(CELLS)}, got {a.cell!r}")
             _check(a.channels >= 1 and a.pool >= 1, f"area {a.name}: channels and pool must be >= 1")
@@ -173,7 +178,11 @@ class AreaGraph(nnx.Module):
                                              up=ratio_up, bias=bias, resample=spec.topdown_resample, rngs=rngs)
         self.edges = nnx.Dict(edges)
         self.norms = nnx.Dict({a.name: StepNorm(a.channels, kind=spec.norm, steps=spec.steps) for a in spec.areas})
-        self.readout = nnx.Linear(spec.areas[-1].channels, spec.num_classes, rngs=rngs)
+        features = spec.areas[-1].channels
+        if spec.readout == "flatten":
+            side = -(-spec.input_size // spec.scale(len(spec.areas) - 1))
+            features *= side * side
+        self.readout = nnx.Linear(features, spec.num_classes, rngs=rngs)
         self.incoming = tuple(tuple(e for e in spec.edges if e.dst == i) for i in range(len(spec.areas)))
 
     # -- one time step -------------------------------------------------------------------------------------
@@ -201,7 +210,11 @@ class AreaGraph(nnx.Module):
     def _readout(self, top: jax.Array | None, batch: int) -> jax.Array:
         if top is None:  # the signal has not reached the top area yet: the readout sees nothing
             return jnp.broadcast_to(self.readout.bias[...], (batch, self.spec.num_classes))
-        return self.readout(jnp.mean(top, axis=(1, 2)))
+        if self.spec.readout == "gap":
+            return self.readout(jnp.mean(top, axis=(1, 2)))
+        if self.spec.readout == "gmp":
+            return self.readout(jnp.max(top, axis=(1, 2)))
+        return self.readout(top.reshape(batch, -1))
 
     # -- the unroll ----------------------------------------------------------------------------------------
     def unroll(self, x: jax.Array, *, steps: int | None = None, ablate: tuple[str, ...] = (),

@@ -123,7 +123,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
     order_key, aug_key = jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)
     per_epoch = n_train // tc.batch_size
     epoch, order = -1, None
-    train_time, timed_images, t_prev, first_step_s = 0.0, 0, None, None
+    train_time, timed_images, t_prev, first_step_s, last_logged = 0.0, 0, None, None, start
     with console.progress(tc.total_steps, start) as bar:
         for step in range(start, tc.total_steps):
             if step // per_epoch != epoch:

@@ -1,0 +1,238 @@
+"""Deep feedforward baselines: CIFAR ResNets (He et al. 2016 §4.2) and torchvision's ImageNet ResNets.
+
+These live outside the areas/steps engine so that they match the references exactly (parameter counts,
+padding, stride placement, weight names); the shared-weight variant (Liao & Poggio 2016) ties them to the
+engine's view of a stage as one area stepped n times.
+
+Weight names map mechanically onto PyTorch state dicts (``.`` ↔ nnx path, list index ↔ ``[i]``):
+
+==============================================  ===================================================
+torchvision / akamaster key                     recbench path (array transform)
+==============================================  ===================================================
+``conv1.weight`` [O,I,kh,kw]                     ``conv1.kernel`` [kh,kw,I,O] (``transpose(2,3,1,0)``)
+``bn1.weight`` / ``bias`` [C]                    ``bn1.scale`` / ``bias`` [1,C] (row 0)
+``bn1.running_mean`` / ``running_var`` [C]       ``bn1.mean`` / ``var`` [1,C]; drop ``num_batches_tracked``
+``layer{s}.{i}.conv{j}`` / ``bn{j}``             ``layer{s}[i].conv{j}`` / ``bn{j}``
+``layer{s}.{i}.downsample.0`` / ``.1``           ``layer{s}[i].downsample[0]`` / ``[1]``
+  (akamaster option B: ``shortcut.0`` / ``.1``)
+``fc.weight`` [C,F] / ``fc.bias`` (akamaster:   ``fc.kernel`` [F,C] (transpose) / ``fc.bias``
+  ``linear.*``)
+==============================================  ===================================================
+
+Note PyTorch's BN ``momentum=0.1`` is ``StepNorm(momentum=0.9)`` (the default here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from recbench.models.norms import NormContext, StepNorm
+from recbench.models.resnet_blocks import BLOCKS, conv
+
+#: Norm kinds a caller picks; ``"bn"`` becomes time-specific ``"bn_step"`` in weight-shared blocks.
+RESNET_NORMS = ("bn", "group", "none")
+
+#: torchvision's depths: (block, blocks per stage).
+IMAGENET_CONFIGS: dict[int, tuple[str, tuple[int, ...]]] = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+}
+
+# Parameter counts (10 classes) measured in tests/models/test_resnet.py. With option-A shortcuts
+# (the paper's CIFAR models, akamaster/pytorch_resnet_cifar10): ResNet-20 269,722; 32 464,154;
+# 44 658,586; 56 853,018; 110 1,727,962. The often-quoted 272,474 / 466,906 / 661,338 / 855,770 /
+# 1,730,714 are 2,752 higher at every depth: that is exactly the two option-B projections
+# (16→32: 512 + 64 BN; 32→64: 2,048 + 128 BN), i.e. those counts belong to ``shortcut="B"``.
+
+
+class ResNet(nnx.Module):
+    """A ResNet whose stages are lists of residual blocks; ``stem`` picks the CIFAR or ImageNet entry.
+
+    With ``share_weights=True`` each stage holds two blocks: ``layer{s}[0]`` changes resolution/width and
+    ``layer{s}[1]`` is applied ``blocks - 1`` times with one set of conv weights and time-specific BN
+    (row k on its k-th application), so depth can change at call time without new weights.
+    """
+
+    def __init__(
+        self,
+        *,
+        block: str,
+        stage_blocks: Sequence[int],
+        widths: Sequence[int],
+        strides: Sequence[int],
+        stem: str,
+        stem_width: int,
+        num_classes: int,
+        in_channels: int = 3,
+        shortcut: str = "B",
+        share_weights: bool = False,
+        norm: str = "bn",
+        zero_init_residual: bool = False,
+        rngs: nnx.Rngs,
+    ):
+        if norm not in RESNET_NORMS:
+            raise ValueError(f"unknown norm {norm!r}; choose one of {', '.join(RESNET_NORMS)}")
+        if block not in BLOCKS:
+            raise ValueError(f"unknown block {block!r}; choose one of {', '.join(BLOCKS)}")
+        if stem not in ("cifar", "imagenet"):
+            raise ValueError(f"unknown stem {stem!r}; choose 'cifar' or 'imagenet'")
+        if not len(stage_blocks) == len(widths) == len(strides):
+            raise ValueError("stage_blocks, widths and strides need one entry per stage")
+        if share_weights and min(stage_blocks) < 2:
+            raise ValueError(f"share_weights needs >= 2 blocks in every stage, got {tuple(stage_blocks)}")
+        block_cls = BLOCKS[block]
+        self.stem = stem
+        self.stage_blocks = tuple(stage_blocks)
+        self.share_weights = share_weights
+        self.trained_steps = 1  # one readout: a feedforward net has T = 1
+        #: applications of the shared block per stage that were trained (rows of its time-specific BN)
+        self.shared_steps = tuple(n - 1 for n in stage_blocks) if share_weights else ()
+
+        if stem == "cifar":  # 3x3/1 conv: CIFAR images are too small to downsample at entry
+            self.conv1 = conv(in_channels, stem_width, 3, rngs=rngs)
+        else:  # 7x7/2 conv + 3x3/2 max-pool: 224 px → 56 px before the first stage
+            self.conv1 = conv(in_channels, stem_width, 7, 2, rngs=rngs)
+        self.bn1 = StepNorm(stem_width, kind=norm)
+
+        kw = dict(shortcut=shortcut, zero_init_residual=zero_init_residual, rngs=rngs)
+        channels_in = stem_width
+        for s, (n, width, stride) in enumerate(zip(stage_blocks, widths, strides, strict=True), start=1):
+            out = width * block_cls.expansion
+            blocks = [block_cls(channels_in, width, stride, norm=norm, **kw)]
+            if share_weights:
+                shared_norm = "bn_step" if norm == "bn" else norm
+                blocks.append(block_cls(out, width, 1, norm=shared_norm, steps=n - 1, **kw))
+            else:
+                blocks += [block_cls(out, width, 1, norm=norm, **kw) for _ in range(n - 1)]
+            setattr(self, f"layer{s}", nnx.List(blocks))
+            channels_in = out
+        self.num_stages = len(stage_blocks)
+        self.fc = nnx.Linear(channels_in, num_classes, rngs=rngs)
+
+    def _shared_runs(self, steps: int | Sequence[int] | None) -> tuple[int, ...]:
+        if not self.share_weights or steps is None:
+            return self.shared_steps
+        runs = (steps,) * self.num_stages if isinstance(steps, int) else tuple(steps)
+        if len(runs) != self.num_stages or any(not isinstance(r, int) or r < 0 for r in runs):
+            raise ValueError(f"steps must be an int >= 0 or {self.num_stages} of them, got {steps!r}")
+        return runs
+
+    def unroll(
+        self,
+        x: jax.Array,
+        *,
+        steps: int | Sequence[int] | None = None,
+        ablate: Sequence[str] = (),
+        train: bool = False,
+    ) -> list[jax.Array]:
+        """Per-step logits (one step here), from NHWC images.
+
+        ``steps`` only matters with ``share_weights``: how many times each stage applies its shared block
+        (an int for every stage, or one per stage; default the trained ``stage_blocks - 1``). Beyond the
+        trained count the shared block reuses its last BN row. ``ablate`` is accepted for the common model
+        contract; a ResNet has no lateral or top-down connections to silence.
+        """
+        del ablate
+        ctx = NormContext(train)
+        h = jax.nn.relu(self.bn1(self.conv1(x), 0, ctx))
+        if self.stem == "imagenet":
+            h = nnx.max_pool(h, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        runs = self._shared_runs(steps)
+        for s in range(self.num_stages):
+            layer = getattr(self, f"layer{s + 1}")
+            if self.share_weights:
+                h = layer[0](h, 0, ctx)
+                for t in range(runs[s]):
+                    h = layer[1](h, t, ctx)
+            else:
+                for blk in layer:
+                    h = blk(h, 0, ctx)
+        logits = self.fc(jnp.mean(h, axis=(1, 2)))
+        ctx.commit()
+        return [logits]
+
+    def __call__(
+        self,
+        x: jax.Array,
+        *,
+        steps: int | Sequence[int] | None = None,
+        ablate: Sequence[str] = (),
+        train: bool = False,
+    ) -> jax.Array:
+        """Logits ``[T=1, B, num_classes]``; see :meth:`unroll` for ``steps`` and ``ablate``."""
+        return jnp.stack(self.unroll(x, steps=steps, ablate=ablate, train=train))
+
+
+def cifar_resnet(
+    depth: int = 20,
+    *,
+    num_classes: int = 10,
+    in_channels: int = 3,
+    width: int = 16,
+    share_weights: bool = False,
+    norm: str = "bn",
+    shortcut: str = "A",
+    zero_init_residual: bool = False,
+    rngs: nnx.Rngs,
+) -> ResNet:
+    """He et al.'s CIFAR ResNet: depth 6n+2, three stages of n BasicBlocks at width, 2·width, 4·width.
+
+    Option-A shortcuts by default, as in the paper's CIFAR experiments; ``shortcut="B"`` gives the
+    projection variant (+2,752 parameters at width 16, see the counts above).
+    """
+    if depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"CIFAR ResNet depth must be 6n+2, n >= 1 (20, 32, 44, 56, 110, 1202), got {depth}")
+    n = (depth - 2) // 6
+    return ResNet(
+        block="basic",
+        stage_blocks=(n, n, n),
+        widths=(width, 2 * width, 4 * width),
+        strides=(1, 2, 2),
+        stem="cifar",
+        stem_width=width,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        shortcut=shortcut,
+        share_weights=share_weights,
+        norm=norm,
+        zero_init_residual=zero_init_residual,
+        rngs=rngs,
+    )
+
+
+def imagenet_resnet(
+    depth: int = 18,
+    *,
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    share_weights: bool = False,
+    norm: str = "bn",
+    zero_init_residual: bool = False,
+    rngs: nnx.Rngs,
+) -> ResNet:
+    """torchvision's ``resnet{18,34,50,101,152}`` (v1.5 bottlenecks, projection shortcuts)."""
+    if depth not in IMAGENET_CONFIGS:
+        raise ValueError(f"ImageNet ResNet depth must be one of {sorted(IMAGENET_CONFIGS)}, got {depth}")
+    block, stage_blocks = IMAGENET_CONFIGS[depth]
+    return ResNet(
+        block=block,
+        stage_blocks=stage_blocks,
+        widths=(64, 128, 256, 512),
+        strides=(1, 2, 2, 2),
+        stem="imagenet",
+        stem_width=64,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        shortcut="B",
+        share_weights=share_weights,
+        norm=norm,
+        zero_init_residual=zero_init_residual,
+        rngs=rngs,
+    )
