@@ -86,8 +86,8 @@ def validate_config(cfg: DictConfig) -> None:
     from recbench.train.optim import OPTIMIZERS, SCHEDULES
     from recbench.train.runlog import resolve_wandb_mode
 
-    validate_model_config(cfg.model)
-    dataset_meta(cfg.dataset)
+    shape, _ = dataset_meta(cfg.dataset)
+    validate_model_config(cfg.model, shape)
     _check_trainer(cfg.trainer)
     if cfg.trainer.loss_over_steps not in LOSS_OVER_STEPS:
         raise ConfigError(f"trainer.loss_over_steps={cfg.trainer.loss_over_steps!r} is not valid; choose one of: "
@@ -135,7 +135,7 @@ def info(overrides: list[str]) -> dict:
 
     (cfg,) = check_overrides(overrides)
     shape, num_classes = dataset_meta(cfg.dataset)
-    model = model_from_config(cfg.model, num_classes=num_classes, in_channels=shape[-1], seed=cfg.seed)
+    model = model_from_config(cfg.model, num_classes=num_classes, input_shape=shape, seed=cfg.seed)
     return {"model": cfg.model.name, "dataset": cfg.dataset.name, "input_shape": list(shape),
             "num_classes": num_classes, **describe(model, shape),
             "model_config": OmegaConf.to_container(cfg.model, resolve=True)}

@@ -1,30 +1,30 @@
 """Procedural Pathfinder (Linsley et al. 2018; LRA variant): numpy generator plus a TF-free tfds builder.
 
-Why procedural: LRA's Pathfinder files cannot be fetched offline, and recbench needs image size and contour
-length as knobs. The rules follow ``drewlinsley/pathfinder`` (``snakes.py``, ``snakes2.py``, ``snakes2_wrapper.py``)
-and the per-size settings follow the docstrings of ``google-research/long-range-arena``
-(``lra_benchmarks/data/pathfinder.py``). The code is new. It grows the snakes of all images in a chunk in
-lock-step, so 20k 32-px images take seconds, where the original takes hours.
+Why procedural: LRA's files cannot be fetched offline, and recbench needs image size and contour length as
+knobs. Rules: ``drewlinsley/pathfinder`` (snakes.py, snakes2.py, snakes2_wrapper.py); per-size settings: the
+docstrings of ``google-research/long-range-arena`` lra_benchmarks/data/pathfinder.py. The code is new and grows
+all images of a chunk in lock-step, so 20k 32-px images take seconds instead of hours.
 
-Geometry is in continuous (y, x) pixel coordinates, with pixel centres at integers. A snake is a chain of straight
-paddles of length L. Each paddle starts m (margin) past a pivot and ends m before the next pivot, so the gaps are
-at most 2m. Each heading turns by d with weight cos(c d)^2, |d| < pi / (2c), where c is the continuity. Only
-candidates that keep 2m + t clearance from every earlier paddle and from the border are allowed. This is the
-original's rule that paddles dilated by the margin may not overlap, so snakes never cross. Two target snakes
-start seed_distance apart near the centre. The label is 1 when the markers sit on the origin and the terminal end
-of the same target snake, and 0 when they sit on the origin of one and the terminal end of the other. Both
-targets are drawn in every image, so only path identity tells the classes apart.
+A snake is a chain of straight paddles (length L) whose ends sit m (margin) before/after pivots, so gaps are
+<= 2m. Each heading turns by d with weight cos(c d)^2, |d| < pi / (2c) (c = continuity), among candidates that
+keep 2m + t clearance from all earlier paddles and the border (the original's "margin-dilated paddles may not
+overlap"), so snakes never cross. Two target snakes start seed_distance apart near the centre. Label 1: the
+markers sit on the origin and terminal end of one target; label 0: on the origin of one and the terminal end of
+the other. Both targets are drawn in every image, so only path identity separates the classes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging as absl_logging
+from tensorflow_datasets.core.utils import tqdm_utils
 
 CONTOUR_LENGTHS = (6, 9, 14)
 _K, _M = 16, 16  # candidate headings per growth step; candidate seed paddles per seeding try
@@ -74,11 +74,10 @@ def _seg_dist(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 class _Canvas:
-    """Occupancy counts for a batch of images. A paddle centreline may only pass through cells with count 0.
+    """Per-image occupancy counts; a paddle centreline may only cross cells with count 0.
 
-    Stamps are precomputed capsule templates (128 headings x 4 sub-cell phases), so each stamp is a single integer
-    scatter with no distance maths. Counts, unlike booleans, let a stamp be undone exactly. The blocked border is
-    wide enough that no index leaves the grid.
+    Stamps are precomputed capsule templates (128 headings x 4 sub-cell phases): one integer scatter, no distance
+    maths. Counts (not booleans) let a stamp be undone exactly; a blocked border keeps indices in the grid.
     """
 
     _A = 128
@@ -99,9 +98,6 @@ class _Canvas:
         self.flat = self.occ.reshape(-1)
         self.frac = np.linspace(0.0, 1.0, int(math.ceil(geo.paddle_length * self.s)) + 1)
         self._tmpl: dict[tuple[float, float], np.ndarray] = {}
-
-    def reset(self, idx: np.ndarray) -> None:
-        self.occ[idx] = self.bands[self.mi[idx]]
 
     def _template(self, length: float, radius: float) -> np.ndarray:
         """Flat offsets [angle, phase, T] of the cells within ``radius`` (+ half a cell) of a capsule."""
@@ -155,11 +151,10 @@ class _Canvas:
         return good.any(1), tail[rows, j], tail[rows, j] + self.geo.paddle_length * u[rows, j], phi[rows, j]
 
     def extend(self, rng: np.random.Generator, idx: np.ndarray, head: np.ndarray, phi: np.ndarray) -> tuple:
-        """Sample the paddle that follows the one ending at ``head`` with heading ``phi`` (snakes.get_coords_cmf).
+        """Sample the paddle after the one ending at ``head`` (heading ``phi``), as snakes.get_coords_cmf does.
 
-        The turn is drawn from ``_K`` jittered strata, weighted as the original and limited to free candidates.
-        A step fails only at a dead end, where every direction is blocked.
-        """
+        Turns come from ``_K`` jittered strata with the original's weights, limited to free candidates, so a
+        step fails only at a dead end."""
         n, c, m = len(idx), self.geo.continuity, self.m[idx]
         delta = ((np.arange(_K) + rng.random((n, _K))) * (2 / _K) - 1) * (np.pi / (2 * c))
         new = phi[:, None] + delta
@@ -173,12 +168,11 @@ class _Canvas:
 
 def _grow(cv: _Canvas, rng: np.random.Generator, idx: np.ndarray, first: tuple, n_pad: int,
           tries: int = 1, rewind: int = 0, tip: tuple | None = None) -> tuple:
-    """Grow one snake (>= 2 paddles) per image from a fixed first paddle ``first`` = (tail, head, heading).
+    """Grow one snake (>= 2 paddles) per image from its first paddle ``first`` = (tail, head, heading).
 
-    Each paddle is stamped one step late, so the next paddle may sit across the pivot gap from it. After a dead end
-    the last ``rewind`` paddles are removed and grown again. After ``tries`` dead ends the snake is removed, as in
-    snakes.make_snake. A finished snake whose end point lies closer than ``tip = (a, b, radius)`` to any of those
-    segments also counts as a dead end, which leaves room for its marker. Each image keeps its own step counter.
+    Paddles are stamped one step late, so the next may sit across the pivot gap. A dead end removes the last
+    ``rewind`` paddles; after ``tries`` dead ends the snake is dropped (as snakes.make_snake). An end point
+    closer than ``tip = (a, b, radius)`` to those segments also counts as a dead end (room for its marker).
     """
     n = len(idx)
     pads, phi = np.zeros((n, n_pad, 2, 2)), np.zeros((n, n_pad))
@@ -210,11 +204,10 @@ def _grow(cv: _Canvas, rng: np.random.Generator, idx: np.ndarray, first: tuple, 
 
 
 def _grow_targets(cv: _Canvas, rng: np.random.Generator, idx: np.ndarray, n_pad: int) -> tuple:
-    """Seed both target snakes seed_distance apart inside the central box, then grow A and then B.
+    """Seed both targets seed_distance apart in the central box, then grow A, then B.
 
-    ``snakes2.two_snakes`` grows both snakes alternately and restarts the pair after any dead end. With 14-paddle
-    snakes in a 64-px image it keeps about 0.3 % of pairs, so here a dead end rewinds a few paddles instead. While A
-    grows, B's seed paddle and origin marker are stamped; they are removed again before B grows.
+    snakes2.two_snakes alternates and restarts the pair on any dead end, which keeps ~0.3 % of 14-paddle pairs
+    at 64 px; here dead ends rewind a few paddles. B's seed and origin marker are stamped while A grows.
     """
     n, L, sd = len(idx), cv.geo.paddle_length, cv.geo.seed_distance
     t1 = 2 * sd + rng.random((n, _M, 2)) * (cv.size - 1 - 4 * sd)
@@ -258,8 +251,8 @@ def _draw(img: np.ndarray, rows: np.ndarray, a: np.ndarray, b: np.ndarray, half:
           gain: float) -> None:
     """Max-blend anti-aliased capsules ``a -> b`` ([n, 2]) into ``img[rows]``, which has a ``_PAD`` border.
 
-    Coverage min(cap, clip(half + 0.5 - dist, 0, 1)) approximates a box-filtered line. A 0.5-px line then peaks
-    at 0.5, like the original's paddles, which are drawn at 2x and shrunk with Lanczos.
+    Coverage min(cap, clip(half + 0.5 - dist, 0, 1)) approximates a box-filtered line. A 0.5-px line then
+    peaks at 0.5, like the original's paddles, which are drawn at 2x and shrunk with Lanczos.
     """
     w = int(math.ceil(np.abs(b - a).max(initial=0.0) + 2 * half + 2)) + 1
     lo = np.floor(np.minimum(a, b) - half - 0.5).astype(np.intp) + _PAD
@@ -282,7 +275,7 @@ def _render_chunk(n: int, seed: int, stream: int, chunk: int, size: int, contour
     n_distr = geo.distractor_budget // dl
     targets, pending = np.zeros((n, 2, contour_length, 2, 2)), np.arange(n)
     for _ in range(_MAX_ROUNDS):
-        cv.reset(pending)
+        cv.occ[pending] = cv.bands[cv.mi[pending]]
         ok, pads = _grow_targets(cv, rng, pending, contour_length)
         targets[pending[ok]], pending = pads[ok], pending[~ok]
         if not len(pending):
@@ -318,11 +311,14 @@ def _render_chunk(n: int, seed: int, stream: int, chunk: int, size: int, contour
     return images, labels, meta
 
 
-def _check(image_size: Any, contour_length: Any) -> None:
-    if image_size not in GEOMETRY:
-        raise ValueError(f"pathfinder: image_size={image_size!r}; valid: {sorted(GEOMETRY)}")
-    if contour_length not in CONTOUR_LENGTHS:
-        raise ValueError(f"pathfinder: contour_length={contour_length!r}; valid: {list(CONTOUR_LENGTHS)}")
+def _check(**values: Any) -> None:
+    """One-line ValueError naming the valid choices; ints only (14.0 would break the integer maths)."""
+    valid = {"image_size": sorted(GEOMETRY), "contour_length": list(CONTOUR_LENGTHS)}
+    for key, v in values.items():
+        ok = isinstance(v, int | np.integer) and not isinstance(v, bool)
+        if not ok or (v not in valid[key] if key in valid else v < (1 if key.startswith("num_") else 0)):
+            rule = valid.get(key, f"an int >= {1 if key.startswith('num_') else 0}")
+            raise ValueError(f"pathfinder: {key}={v!r}; valid: {rule}")
 
 
 def _chunks(n: int, size: int) -> list[tuple[int, int]]:
@@ -332,17 +328,13 @@ def _chunks(n: int, size: int) -> list[tuple[int, int]]:
 
 def render_pathfinder_with_meta(n: int, *, seed: int, image_size: int = 32, contour_length: int = 14,
                                 stream: int = 0) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
-    """Like ``render_pathfinder``, but also returns per-image metadata so that labels can be checked.
+    """``render_pathfinder`` plus per-image metadata, so labels can be verified independently.
 
-    Each dict holds ``paths``: a list of float32 [2 * paddles, 2] (y, x) polylines (paddle start, paddle end, next
-    start, ...). Entries 0 and 1 are the target snakes and the rest are distractors. ``marker_yx`` is float32
-    [2, 2], the origin marker and then the terminal marker. ``marker_path`` gives the snake of each marker as an
-    index into ``paths``: the origin marker is at ``paths[i][0]`` and the terminal marker at ``paths[j][-1]``.
-    ``margin`` is that image's paddle margin.
+    ``paths``: float32 [2 * paddles, 2] (y, x) polylines (paddle start, end, next start, ...); 0 and 1 are the
+    targets, the rest distractors. ``marker_yx``: float32 [2, 2] (origin, terminal marker). ``marker_path``:
+    each marker's index into ``paths`` (origin = ``paths[i][0]``, terminal = ``paths[j][-1]``). ``margin``.
     """
-    _check(image_size, contour_length)
-    if min(n, seed, stream) < 0:
-        raise ValueError(f"pathfinder: n, seed and stream must be >= 0 (got {n}, {seed}, {stream})")
+    _check(image_size=image_size, contour_length=contour_length, n=n, seed=seed, stream=stream)
     parts = [_render_chunk(k, seed, stream, c, image_size, contour_length) for c, k in _chunks(n, image_size)]
     if not parts:
         return np.zeros((0, image_size, image_size, 1), np.uint8), np.zeros(0, np.int64), []
@@ -354,9 +346,10 @@ def render_pathfinder(n: int, *, seed: int, image_size: int = 32, contour_length
                       stream: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Render ``n`` images: uint8 [n, H, W, 1] and int64 labels [n], where 1 means both markers are on one path.
 
-    The output depends only on (seed, stream) and is byte-identical across calls (same numpy build). The first k
-    images of a larger n equal a run with n = k. Labels are balanced within each chunk (``GEOMETRY[size].chunk``
-    images). ``stream`` gives independent sequences for one seed; the builder uses 0 for train and 1 for test.
+    Same (n, seed, stream) gives byte-identical output (same numpy build). Images are grown in chunks of
+    ``GEOMETRY[size].chunk`` that share one random stream, so whole chunks do not depend on n but a partial last
+    chunk does. Labels are balanced within each chunk. ``stream`` gives independent sequences for one seed; the
+    builder uses 0 for train and 1 for test.
     """
     images, labels, _ = render_pathfinder_with_meta(n, seed=seed, image_size=image_size,
                                                     contour_length=contour_length, stream=stream)
@@ -382,10 +375,8 @@ def make_config(**params: Any) -> PathfinderConfig:
     if unknown := sorted(set(params) - set(_PARAMS)):
         raise ValueError(f"pathfinder: unknown parameter(s) {unknown}; valid: {list(_PARAMS)}")
     p = {f.name: f.default for f in dataclasses.fields(PathfinderConfig) if f.name in _PARAMS} | params
-    _check(p["image_size"], p["contour_length"])
-    for key, low in (("num_train", 1), ("num_test", 1), ("seed", 0)):
-        if not isinstance(p[key], int) or isinstance(p[key], bool) or p[key] < low:
-            raise ValueError(f"pathfinder: {key}={p[key]!r}; valid: an int >= {low}")
+    _check(**p)
+    p = {k: int(v) for k, v in p.items()}
     name = f"{p['image_size']}px-len{p['contour_length']}-n{p['num_train']}-{p['num_test']}-s{p['seed']}"
     return PathfinderConfig(name=name, description="procedural Pathfinder", **p)
 
@@ -396,6 +387,15 @@ class Pathfinder(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "numpy re-implementation of snakes2 with the LRA per-size settings"}
     BUILDER_CONFIGS = [make_config()]
+
+    def __init__(self, *, file_format: str = "array_record", **kwargs: Any) -> None:
+        super().__init__(file_format=file_format, **kwargs)
+
+    def _log_download_bytes(self) -> None:  # tfds prints "Downloading ... Unknown size"; nothing downloads
+        pass
+
+    def _log_download_done(self) -> None:  # prepare() announces the build itself
+        pass
 
     def _info(self) -> tfds.core.DatasetInfo:
         size = self.builder_config.image_size
@@ -412,8 +412,7 @@ class Pathfinder(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: Any) -> dict[str, Iterator]:
         cfg = self.builder_config
-        return {"train": self._generate_examples(cfg.num_train, 0),
-                "test": self._generate_examples(cfg.num_test, 1)}
+        return {"train": self._generate_examples(cfg.num_train, 0), "test": self._generate_examples(cfg.num_test, 1)}
 
     def _generate_examples(self, n: int, stream: int) -> Iterator[tuple[int, dict[str, Any]]]:
         cfg = self.builder_config
@@ -423,21 +422,28 @@ class Pathfinder(tfds.core.GeneratorBasedBuilder):
                 yield c * GEOMETRY[cfg.image_size].chunk + i, {"image": images[i], "label": int(labels[i])}
 
 
-def prepare(*, data_dir: str, progress: bool = True,
-            **params: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Build the variant under ``data_dir`` if it is missing, then load both splits into numpy.
+def prepare(*, data_dir: str, progress: bool = True, **params: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Build the variant under ``data_dir`` unless it is there, then load both splits into numpy.
 
-    Returns ``{"train": (x, y), "test": (x, y)}``, with x uint8 [N, H, W, 1] and y int64 [N]. Train and test
-    equal ``render_pathfinder(N, seed=seed, stream=0)`` and ``stream=1`` with the same image_size and
-    contour_length.
+    Returns ``{"train": (x, y), "test": (x, y)}``; x uint8 [N, H, W, 1], y int64 [N]. Train and test equal
+    ``render_pathfinder(N, seed=seed, stream=0)`` and ``stream=1`` with the same image_size and contour_length.
     """
-    builder = Pathfinder(config=make_config(**params), data_dir=data_dir, file_format="array_record")
-    if not builder.is_prepared():
-        tfds.display_progress_bar(progress)
-        try:
-            builder.download_and_prepare()
-        finally:
-            tfds.display_progress_bar(True)
+    cfg = make_config(**params)
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)  # "Using custom data configuration ..." on every call
+    try:  # tfds refuses a custom config named like a predefined one, so pass that one by name
+        builder = Pathfinder(config=cfg.name if cfg.name in Pathfinder.builder_configs else cfg, data_dir=data_dir)
+        if not builder.is_prepared():
+            if progress:
+                print(f"recbench: generating pathfinder/{cfg.name} into {data_dir}", file=sys.stderr)
+            bars = tqdm_utils._active  # tfds has no getter; restore the caller's setting afterwards
+            tfds.display_progress_bar(progress and bars)
+            try:
+                builder.download_and_prepare()
+            finally:
+                tfds.display_progress_bar(bars)
+    finally:
+        absl_logging.set_verbosity(verbosity)
     out = {}
     for split in ("train", "test"):
         src = builder.as_data_source(split=split)

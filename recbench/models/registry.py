@@ -32,6 +32,8 @@ class RecurrentConfig:
     norm: str = "bn_step"
     steps: int = 4
     unroll: str = "auto"
+    topdown_resample: str = "transpose"
+    readout: str = "gap"
     area_names: tuple[str, ...] | None = None
 
 
@@ -45,7 +47,8 @@ class CifarResNetConfig:
     share_weights: bool = False
 
 
-def _recurrent_spec(c: RecurrentConfig, num_classes: int = 10, in_channels: int = 1) -> GraphSpec:
+def _recurrent_spec(c: RecurrentConfig, num_classes: int = 10, in_channels: int = 1,
+                    input_size: int | None = None) -> GraphSpec:
     from recbench.models.engine import SCHEDULES, UNROLL_STRATEGIES
     from recbench.models.norms import NORM_KINDS
 
@@ -57,18 +60,24 @@ def _recurrent_spec(c: RecurrentConfig, num_classes: int = 10, in_channels: int 
         return chain_graph(
             tuple(c.channels), pools=tuple(c.pools), kernels=tuple(c.kernels), lateral=c.lateral,
             topdown=c.topdown, names=c.area_names, steps=c.steps, schedule=c.schedule, norm=c.norm,
-            in_channels=in_channels, num_classes=num_classes, unroll=c.unroll)
+            in_channels=in_channels, num_classes=num_classes, unroll=c.unroll,
+            topdown_resample=c.topdown_resample, readout=c.readout, input_size=input_size)
     except ValueError as e:
         raise ConfigError(f"model {c.name}: {e}") from None
 
 
-def _build_recurrent(c: RecurrentConfig, num_classes: int, in_channels: int, rngs: nnx.Rngs) -> nnx.Module:
+def _build_recurrent(c: RecurrentConfig, num_classes: int, input_shape: tuple[int, int, int],
+                     rngs: nnx.Rngs) -> nnx.Module:
     from recbench.models.engine import AreaGraph
 
-    return AreaGraph(_recurrent_spec(c, num_classes, in_channels), rngs=rngs)
+    return AreaGraph(_recurrent_spec(c, num_classes, input_shape[-1], input_shape[0]), rngs=rngs)
 
 
-def _check_cifar_resnet(c: CifarResNetConfig) -> None:
+def _check_recurrent(c: RecurrentConfig, input_shape: tuple[int, int, int]) -> None:
+    _recurrent_spec(c, 10, input_shape[-1], input_shape[0])
+
+
+def _check_cifar_resnet(c: CifarResNetConfig, input_shape: tuple[int, int, int] | None = None) -> None:
     positive_int(c.depth, "model.depth")
     positive_int(c.width, "model.width")
     if (c.depth - 2) % 6:
@@ -76,17 +85,18 @@ def _check_cifar_resnet(c: CifarResNetConfig) -> None:
     choice(c.norm, "model.norm", ("bn", "group", "none"))
 
 
-def _build_cifar_resnet(c: CifarResNetConfig, num_classes: int, in_channels: int, rngs: nnx.Rngs) -> nnx.Module:
+def _build_cifar_resnet(c: CifarResNetConfig, num_classes: int, input_shape: tuple[int, int, int],
+                        rngs: nnx.Rngs) -> nnx.Module:
     from recbench.models.resnet import cifar_resnet
 
     _check_cifar_resnet(c)
-    return cifar_resnet(c.depth, num_classes=num_classes, in_channels=in_channels, width=c.width,
+    return cifar_resnet(c.depth, num_classes=num_classes, in_channels=input_shape[-1], width=c.width,
                         share_weights=c.share_weights, norm=c.norm, rngs=rngs)
 
 
 # family -> (schema, validate, build)
-FAMILIES: dict[str, tuple[type, Callable[[Any], Any], Callable[..., nnx.Module]]] = {
-    "recurrent": (RecurrentConfig, _recurrent_spec, _build_recurrent),
+FAMILIES: dict[str, tuple[type, Callable[..., None], Callable[..., nnx.Module]]] = {
+    "recurrent": (RecurrentConfig, _check_recurrent, _build_recurrent),
     "cifar_resnet": (CifarResNetConfig, _check_cifar_resnet, _build_cifar_resnet),
 }
 
@@ -100,16 +110,17 @@ def _family(cfg: DictConfig | dict):
     return family_config(schema, cfg, f"model {cfg.get('name')}"), validate, build
 
 
-def validate_model_config(cfg: DictConfig | dict) -> None:
-    """Check a ``model`` node against its family's schema without building anything."""
+def validate_model_config(cfg: DictConfig | dict, input_shape: tuple[int, int, int]) -> None:
+    """Check a ``model`` node against its family's schema, for images of ``input_shape``, building nothing."""
     c, validate, _ = _family(cfg)
-    validate(c)
+    validate(c, tuple(input_shape))
 
 
-def model_from_config(cfg: DictConfig | dict, *, num_classes: int, in_channels: int, seed: int = 0) -> nnx.Module:
-    """Build the model a ``model`` config node describes (raises :class:`ConfigError` on bad input)."""
+def model_from_config(cfg: DictConfig | dict, *, num_classes: int, input_shape: tuple[int, int, int],
+                      seed: int = 0) -> nnx.Module:
+    """Build the model a ``model`` node describes for images of ``input_shape`` (HWC); ConfigError on bad input."""
     c, _, build = _family(cfg)
-    return build(c, num_classes, in_channels, nnx.Rngs(seed))
+    return build(c, num_classes, tuple(input_shape), nnx.Rngs(seed))
 
 
 def preset(name: str) -> DictConfig:
@@ -122,8 +133,8 @@ def preset(name: str) -> DictConfig:
     return compose_train([f"model={name}"]).model
 
 
-def build_model(name: str, *, num_classes: int = 10, in_channels: int = 1, seed: int = 0,
-                **overrides: Any) -> nnx.Module:
+def build_model(name: str, *, num_classes: int = 10, input_shape: tuple[int, int, int] = (32, 32, 1),
+                seed: int = 0, **overrides: Any) -> nnx.Module:
     """Build a preset by name for use in notebooks: ``build_model("blt", steps=8)(x)`` → ``[T, B, C]``."""
     cfg = OmegaConf.merge(preset(name), overrides)
-    return model_from_config(cfg, num_classes=num_classes, in_channels=in_channels, seed=seed)
+    return model_from_config(cfg, num_classes=num_classes, input_shape=input_shape, seed=seed)

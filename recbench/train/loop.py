@@ -94,8 +94,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
     n_train = ds.train[0].shape[0]
     if tc.batch_size > n_train:
         raise ConfigError(f"trainer.batch_size={tc.batch_size} exceeds the {n_train} training images")
-    model = model_from_config(cfg.model, num_classes=ds.num_classes, in_channels=ds.image_shape[-1],
-                              seed=cfg.seed)
+    model = model_from_config(cfg.model, num_classes=ds.num_classes, input_shape=ds.image_shape, seed=cfg.seed)
     with console.status("counting parameters, FLOPs and depth"):
         accounting = describe(model, ds.image_shape)
     steps = len(accounting["effective_depth"])

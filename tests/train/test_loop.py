@@ -11,8 +11,8 @@ from recbench.train import loop
 from recbench.train.loop import train_and_evaluate
 from recbench.train.objectives import per_step_correct
 
-TINY = ["model=b", "dataset.level=none", "model.channels=[8,16]", "model.steps=2", "dataset.num_train=1024", "dataset.num_test=256",
-        "trainer.batch_size=32", "trainer.eval_batch_size=128", "trainer.log_every=10",
+TINY = ["model=b", "dataset.level=none", "model.channels=[8,16]", "model.steps=2", "dataset.num_train=1024",
+        "dataset.num_test=256", "trainer.batch_size=32", "trainer.eval_batch_size=128", "trainer.log_every=10",
         "logger=disabled", "logger.console=false", "optim.lr=0.01", "optim.warmup_steps=0"]
 
 
