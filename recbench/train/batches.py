@@ -11,7 +11,6 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from recbench.data.sources import ArrayDataset
 
@@ -29,12 +28,6 @@ class DeviceData:
 
 
 jax.tree_util.register_dataclass(DeviceData, data_fields=["images", "labels", "mean", "std"], meta_fields=[])
-
-
-def to_device(ds: ArrayDataset, split: str) -> DeviceData:
-    mean, std = ds.channel_stats()
-    images, labels = getattr(ds, split)
-    return DeviceData(jnp.asarray(images), jnp.asarray(labels), jnp.asarray(mean), jnp.asarray(std))
 
 
 @partial(jax.jit, static_argnums=2)
@@ -60,19 +53,51 @@ def augment(key: jax.Array, x: jax.Array, recipe: str, pad: int = 4) -> jax.Arra
     return jnp.where(flip, x[:, :, ::-1], x)
 
 
-def train_batch(data: DeviceData, order: jax.Array, position: jax.Array, batch_size: int, key: jax.Array,
-                recipe: str) -> tuple[jax.Array, jax.Array]:
+@partial(jax.jit, static_argnums=(3, 5))
+def _gather_train(data: DeviceData, order: jax.Array, position, batch_size: int, key: jax.Array, recipe: str):
     idx = jax.lax.dynamic_slice(order, (position * batch_size,), (batch_size,))
-    x = normalise(data, augment(key, data.images[idx], recipe))
-    return x, data.labels[idx]
+    return normalise(data, augment(key, data.images[idx], recipe)), data.labels[idx]
 
 
-def eval_chunks(n: int, chunk: int) -> list[tuple[int, int]]:
-    """``(start, valid)`` pairs covering ``n`` examples in equal chunks (the last one padded)."""
-    return [(s, min(chunk, n - s)) for s in range(0, n, chunk)]
+@partial(jax.jit, static_argnums=3)
+def _gather_eval(data: DeviceData, start, valid, chunk: int):
+    idx = jnp.minimum(start + jnp.arange(chunk), start + valid - 1)  # pad with a real example, masked later
+    return normalise(data, data.images[idx]), data.labels[idx]
 
 
-def padded_indices(start: int, valid: int, chunk: int) -> np.ndarray:
-    idx = np.arange(start, start + chunk)
-    idx[valid:] = start  # repeat a real example; masked out of the metrics
-    return idx.astype(np.int32)
+class DeviceInputs:
+    """The device-resident pipeline: batch ``step`` is a pure function of ``(seed, step)``.
+
+    Train and test splits live on the device as uint8; each train batch is gathered, augmented and
+    normalised inside jit (the test split is normalised with the *training* statistics).
+    """
+
+    def __init__(self, ds: ArrayDataset, *, batch_size: int, seed: int):
+        mean, std = (jnp.asarray(v) for v in ds.channel_stats())
+        self.train = DeviceData(jnp.asarray(ds.train[0]), jnp.asarray(ds.train[1]), mean, std)
+        self.test = DeviceData(jnp.asarray(ds.test[0]), jnp.asarray(ds.test[1]), mean, std)
+        self.batch_size = batch_size
+        self.recipe = ds.augment
+        self.steps_per_epoch = self.train.size // batch_size
+        key = jax.random.key(seed)
+        self._order_key, self._aug_key = jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)
+        self._epoch, self._order = -1, None
+
+    def train_batch(self, step: int) -> tuple[jax.Array, jax.Array]:
+        epoch = step // self.steps_per_epoch
+        if epoch != self._epoch:
+            self._epoch, self._order = epoch, epoch_order(self._order_key, epoch, self.train.size)
+        return _gather_train(self.train, self._order, step % self.steps_per_epoch, self.batch_size,
+                             jax.random.fold_in(self._aug_key, step), self.recipe)
+
+    def eval_batches(self, chunk: int):
+        """``(x, y, valid)`` over the whole test split in equal chunks; ``valid`` rows of each are real."""
+        n = self.test.size
+        chunk = min(chunk, n)
+        for start in range(0, n, chunk):
+            valid = min(chunk, n - start)
+            yield (*_gather_eval(self.test, start, valid, chunk), valid)
+
+    @property
+    def eval_size(self) -> int:
+        return self.test.size

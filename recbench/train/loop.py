@@ -108,8 +108,8 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
     if start is not None:
         state = TrainState(**ckpt.restore(start, state.tree()))
     start = min(start or 0, tc.total_steps)
-    train_data, test_data = batches.to_device(ds, "train"), batches.to_device(ds, "test")
-    train_step = make_train_step(graphdef, tx, weights, ds.multilabel, tc.batch_size, ds.augment)
+    inputs = batches.DeviceInputs(ds, batch_size=tc.batch_size, seed=cfg.seed)
+    train_step = make_train_step(graphdef, tx, weights, ds.multilabel)
     evaluate = make_eval_fn(graphdef, ds.multilabel)
     logger = RunLogger(workdir, resolved, wandb_cfg=resolved["logger"]["wandb"], console=console.enabled,
                        group=cfg.name)
@@ -118,20 +118,12 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
     logger.event("resume" if start else "start", start, **info)
     console.header(info, workdir, start)
 
-    key = jax.random.key(cfg.seed)
-    order_key, aug_key = jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)
-    per_epoch = n_train // tc.batch_size
-    epoch, order = -1, None
     train_time, timed_images, t_prev, first_step_s, last_logged = 0.0, 0, None, None, start
     with console.progress(tc.total_steps, start) as bar:
         for step in range(start, tc.total_steps):
-            if step // per_epoch != epoch:
-                epoch = step // per_epoch
-                order = batches.epoch_order(order_key, epoch, n_train)
             if t_prev is None:
                 t_prev = time.time()
-            state, metrics = train_step(state, train_data, order, step % per_epoch,
-                                        jax.random.fold_in(aug_key, step))
+            state, metrics = train_step(state, *inputs.train_batch(step))
             done = step + 1
             if done % tc.log_every == 0 or done == tc.total_steps or first_step_s is None:
                 metrics = jax.device_get(metrics)
@@ -149,7 +141,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
                              loss_per_step=[float(v) for v in metrics["loss_per_step"]], images_per_s=img_s)
                 bar.update(done, loss=float(metrics["loss"]), img_s=img_s)
             if done % tc.eval_every == 0 and done < tc.total_steps:
-                ev = evaluate_split(evaluate, state, test_data, tc.eval_batch_size, None)
+                ev = evaluate_split(evaluate, state, inputs, tc.eval_batch_size, None)
                 logger.event("eval", done, accuracy_per_step=ev["accuracy_per_step"],
                              loss_per_step=ev["loss_per_step"])
                 bar.note(f"step {done}: test accuracy per step " + console.fmt(ev["accuracy_per_step"]))
@@ -159,8 +151,8 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
                 t_prev = time.time()
     ckpt.close()
 
-    keep_logits = tc.save_predictions and steps * test_data.size * ds.num_classes <= MAX_SAVED_LOGITS
-    ev = evaluate_split(evaluate, state, test_data, tc.eval_batch_size, None, keep_logits=keep_logits)
+    keep_logits = tc.save_predictions and steps * inputs.eval_size * ds.num_classes <= MAX_SAVED_LOGITS
+    ev = evaluate_split(evaluate, state, inputs, tc.eval_batch_size, None, keep_logits=keep_logits)
     logger.event("eval", tc.total_steps, accuracy_per_step=ev["accuracy_per_step"],
                  loss_per_step=ev["loss_per_step"])
     if tc.save_predictions:

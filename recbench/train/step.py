@@ -17,7 +17,6 @@ import numpy as np
 import optax
 from flax import nnx
 
-from recbench.train import batches
 from recbench.train.objectives import per_step_correct, per_step_loss
 
 
@@ -35,8 +34,8 @@ jax.tree_util.register_dataclass(TrainState, data_fields=["params", "rest", "opt
 
 
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, weights: jax.Array,
-                    multilabel: bool, batch_size: int, recipe: str) -> Callable:
-    """``step(state, data, order, position, key) -> (state, metrics)``, jitted with the state donated."""
+                    multilabel: bool) -> Callable:
+    """``step(state, x, y) -> (state, metrics)``, jitted with the state donated."""
 
     def loss_fn(params, rest, x, y):
         model = nnx.merge(graphdef, params, rest, copy=True)
@@ -47,8 +46,7 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, we
         return loss, (nnx.state(model, nnx.Not(nnx.Param)), losses, correct)
 
     @partial(jax.jit, donate_argnums=0)
-    def step(state: TrainState, data: batches.DeviceData, order, position, key):
-        x, y = batches.train_batch(data, order, position, batch_size, key, recipe)
+    def step(state: TrainState, x: jax.Array, y: jax.Array):
         (loss, (rest, losses, correct)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params, state.rest, x, y)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -61,28 +59,23 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, we
 
 
 def make_eval_fn(graphdef: nnx.GraphDef, multilabel: bool) -> Callable:
-    """``eval(params, rest, data, idx, steps) -> (logits [T,B,C], loss [T,B], correct [T,B])``."""
+    """``eval(params, rest, x, y, steps) -> (logits [T,B,C], loss [T,B], correct [T,B])``."""
 
     @partial(jax.jit, static_argnums=4)
-    def evaluate(params, rest, data: batches.DeviceData, idx, steps):
+    def evaluate(params, rest, x, y, steps):
         model = nnx.merge(graphdef, params, rest, copy=True)
-        x = batches.normalise(data, data.images[idx])
-        y = data.labels[idx]
         logits = model(x, steps=steps, train=False)
         return logits, per_step_loss(logits, y, multilabel), per_step_correct(logits, y, multilabel)
 
     return evaluate
 
 
-def evaluate_split(evaluate: Callable, state: TrainState, data: batches.DeviceData, chunk: int,
-                   steps: int | None, keep_logits: bool = False) -> dict:
-    """Accuracy and loss at every time step over a whole split (optionally the per-image logits)."""
-    n = data.size
-    chunk = min(chunk, n)
+def evaluate_split(evaluate: Callable, state: TrainState, inputs, chunk: int, steps: int | None,
+                   keep_logits: bool = False) -> dict:
+    """Accuracy and loss at every time step over the whole eval split (optionally the per-image logits)."""
     correct, losses, logits_all = [], [], []
-    for start, valid in batches.eval_chunks(n, chunk):
-        idx = jnp.asarray(batches.padded_indices(start, valid, chunk))
-        logits, loss, ok = evaluate(state.params, state.rest, data, idx, steps)
+    for x, y, valid in inputs.eval_batches(chunk):
+        logits, loss, ok = evaluate(state.params, state.rest, x, y, steps)
         correct.append(jax.device_get(ok)[:, :valid])
         losses.append(jax.device_get(loss)[:, :valid])
         if keep_logits:
