@@ -1,25 +1,28 @@
-"""The areas-graph engine: every recurrent model is a set of areas joined by transitions, unrolled in time.
+"""The areas-graph engine: every model is a set of areas joined by transitions, unrolled in time.
 
 An *area* is a state at one resolution and width (V1, V2, V4, IT, a ResNet stage). A *transition* (edge)
-carries a source state into a destination area: ``bottom_up`` (area i-1 → i, max-pooled down to the
-destination resolution), ``lateral`` (i → i) or ``topdown`` (i+1 → i, a transposed conv back up). At each
-time step an area sums the drive of its incoming edges and passes it through its cell:
-``state_i(t) = cell(Σ_e W_e(source_e), state_i(t-1))``. A linear readout on the last area gives logits at
-every step, so a model returns ``[T, B, C]``.
+carries a source state into a destination area: ``bottom_up`` (area i-1 → i, max-pooled or strided down
+to the destination resolution), ``lateral`` (i → i), ``topdown`` (i+1 → i, upsampled by a transposed conv)
+or ``recall`` (the image, re-injected at every step as in deep-thinking). An edge is a conv, or the
+identity (``kernel=0``: CORnet's "input + state", a ResNet's residual stream). At each time step an area
+combines its incoming edges into a drive — summed, or ``bottom_up * (1 + lateral + topdown)`` when
+``interaction="multiplicative"`` — and its cell (``recbench.models.cells``) turns drive and previous state
+into the new state. A linear readout on the last area gives logits at every step: ``[T, B, C]``.
 
-Schedules say which time step an edge reads:
+Schedules say which step an edge reads:
 
-* ``sequential`` — one global step updates the areas in order; a bottom-up edge reads its source's state
-  from *this* step, lateral and top-down edges read the previous step (Spoerer et al. 2017 BLT, CORnet-R).
-* ``synchronous`` — every edge reads step t-1, so a signal needs one step per area to reach the top
+* ``sequential`` — one global step updates the areas in order; bottom-up edges read their source from
+  *this* step, lateral and top-down edges the previous one (Spoerer et al. 2017 BLT, CORnet-R).
+* ``synchronous`` — every edge reads step t-1, so a signal needs a step per area to reach the top
   (CORnet-RT, Liao & Poggio's multi-state net, "biological" time).
+* ``stagewise`` — each area runs its own ``steps`` before feeding the next (ResNet stages, CORnet-S); the
+  readout follows every step of the last area.
 
-Edges whose source has no state yet (higher areas at t=0) are absent rather than fed zeros.
-
-Weight-shared steps can be *rolled* into ``lax.scan`` (compile time flat in T) or *unrolled* as a Python
-loop. On XLA:CPU the weight gradient of a conv inside a loop body is ~50× slower (jax#12868,
-research/measurements.md §4d), so ``unroll="auto"`` unrolls on CPU and rolls on accelerators. The first
-steps, while some areas have no state yet, always run unrolled so the scanned carry has a fixed shape.
+Edges whose source has no state yet are absent, not fed zeros. Weight-shared steps are *rolled* into
+``lax.scan`` (compile time flat in T) or *unrolled* as a Python loop; on XLA:CPU the weight gradient of a
+conv inside a loop body is ~50× slower (jax#12868, research/measurements.md §4d), so ``unroll="auto"``
+unrolls on CPU and rolls on accelerators. Steps whose state structure still changes (an area not yet
+reached) always run unrolled, so the scanned carry has a fixed shape.
 """
 
 from __future__ import annotations
@@ -31,35 +34,46 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from recbench.models.cells import CELL_TYPES, CELLS, output_of
 from recbench.models.norms import NormContext, StepNorm
 
-EDGE_KINDS = ("bottom_up", "lateral", "topdown")
-SCHEDULES = ("sequential", "synchronous")
+EDGE_KINDS = ("bottom_up", "lateral", "topdown", "recall")
+ABLATABLE = ("lateral", "topdown", "recall")
+SCHEDULES = ("sequential", "synchronous", "stagewise")
 UNROLL_STRATEGIES = ("auto", "loop", "scan")
-CELLS = ("plain",)
 TOPDOWN_RESAMPLE = ("transpose", "nearest")
 READOUTS = ("gap", "gmp", "flatten")
+INTERACTIONS = ("additive", "multiplicative")
 IMAGE = -1  # source index of the input image
 
 
 @dataclass(frozen=True)
 class AreaSpec:
-    """One area: its width, and how far its resolution drops relative to the area below (or the image)."""
+    """One area. ``pool`` is its total downsampling relative to the area below (or the image): pooling or
+    strides on its bottom-up edges, the first-step stride of a bottleneck cell, and ``post_pool``."""
 
     name: str
     channels: int
     pool: int = 1
     cell: str = "plain"
+    kernel: int = 3  # the cell's own convs
+    steps: int | None = None  # stagewise: this area's steps (default: the graph's)
+    share: bool = True  # one set of cell weights for all steps (False: a new block per step, as a ResNet)
+    expansion: int = 4  # bottleneck width factor
+    post_pool: bool = False  # 3x3/2 max-pool after the cell (CORnet-Z)
 
 
 @dataclass(frozen=True)
 class EdgeSpec:
-    """A transition ``src → dst`` of one kind with its kernel size (``src == -1`` is the image)."""
+    """A transition ``src → dst`` (``src == -1`` is the image). ``kernel=0`` is the identity."""
 
     kind: str
     src: int
     dst: int
     kernel: int = 3
+    stride: int = 1  # conv stride; the rest of the resolution drop is max-pooled before the conv
+    norm_act: bool = False  # the edge has its own norm + ReLU (CORnet-R/RT input convs)
+    bias: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,24 +86,26 @@ class GraphSpec:
     in_channels: int = 1
     num_classes: int = 10
     unroll: str = "auto"
-    topdown_resample: str = "transpose"  # transpose (a stride-f transposed conv) | nearest (upsample, then conv)
+    topdown_resample: str = "transpose"  # transpose (stride-f transposed conv) | nearest (upsample, then conv)
     readout: str = "gap"  # gap | gmp (global average / max pool, then linear) | flatten (linear on the map)
     input_size: int | None = None  # image height = width; needed by readout="flatten"
+    interaction: str = "additive"
+    remat: bool = False  # recompute each step in the backward pass (saves memory in the rolled form)
     names: tuple[str, ...] = field(init=False)
 
     def __post_init__(self):
         object.__setattr__(self, "names", tuple(a.name for a in self.areas))
-        _check(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        _check(self.unroll in UNROLL_STRATEGIES,
-               f"unroll must be one of {', '.join(UNROLL_STRATEGIES)}, got {self.unroll!r}")
+        for value, valid, key in ((self.schedule, SCHEDULES, "schedule"), (self.unroll, UNROLL_STRATEGIES, "unroll"),
+                                  (self.topdown_resample, TOPDOWN_RESAMPLE, "topdown_resample"),
+                                  (self.readout, READOUTS, "readout"), (self.interaction, INTERACTIONS, "interaction")):
+            _check(value in valid, f"{key} must be one of {', '.join(valid)}, got {value!r}")
         _check(isinstance(self.steps, int) and self.steps >= 1, f"steps must be an integer >= 1, got {self.steps!r}")
-        _check(self.topdown_resample in TOPDOWN_RESAMPLE, f"topdown_resample must be one of "
-               f"{', '.join(TOPDOWN_RESAMPLE)}, got {self.topdown_resample!r}")
-        _check(self.readout in READOUTS, f"readout must be one of {', '.join(READOUTS)}, got {self.readout!r}")
-        _check(self.readout != "flatten" or self.input_size, "readout='flatten' needs input_size")
+        _check(self.readout != "flatten" or bool(self.input_size), "readout='flatten' needs input_size")
         for a in self.areas:
             _check(a.cell in CELLS, f"area {a.name}: cell must be one of {', '.join(CELLS)}, got {a.cell!r}")
             _check(a.channels >= 1 and a.pool >= 1, f"area {a.name}: channels and pool must be >= 1")
+            _check(a.steps is None or (isinstance(a.steps, int) and a.steps >= 1),
+                   f"area {a.name}: steps must be an integer >= 1, got {a.steps!r}")
         n = len(self.areas)
         for e in self.edges:
             _check(e.kind in EDGE_KINDS, f"edge kind must be one of {', '.join(EDGE_KINDS)}, got {e.kind!r}")
@@ -100,9 +116,27 @@ class GraphSpec:
         """Downsampling factor of area ``i`` relative to the image (1 for the image itself)."""
         return 1 if i == IMAGE else math.prod(a.pool for a in self.areas[: i + 1])
 
+    def drive_scale(self, e: EdgeSpec) -> int:
+        """The resolution an edge must deliver: the area's own, before a first-step stride or post-pool."""
+        a = self.areas[e.dst]
+        s = self.scale(e.dst)
+        if a.post_pool:
+            s //= 2
+        if a.cell == "bottleneck" and e.kind in ("bottom_up", "recall"):
+            s //= 2
+        return max(s, 1)
+
+    def area_steps(self, i: int) -> int:
+        return self.areas[i].steps or self.steps
+
+    def readouts(self) -> int:
+        """How many readouts (time steps) a forward pass gives at the trained depth."""
+        return self.area_steps(len(self.areas) - 1) if self.schedule == "stagewise" else self.steps
+
     def edge_name(self, e: EdgeSpec) -> str:
         src = "input" if e.src == IMAGE else self.names[e.src]
-        return f"{src}_to_{self.names[e.dst]}"
+        suffix = "_recall" if e.kind == "recall" else ""
+        return f"{src}_to_{self.names[e.dst]}{suffix}"
 
 
 def _check(ok: bool, message: str) -> None:
@@ -138,28 +172,59 @@ def chain_graph(
     return GraphSpec(areas=areas, edges=tuple(edges), **graph_kwargs)
 
 
-class _Edge(nnx.Module):
+class Edge(nnx.Module):
     """A transition's weights and its resampling to the destination resolution."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, *, down: int, up: int, bias: bool, resample: str,
-                 rngs: nnx.Rngs):
-        self.down = down
+    def __init__(self, spec: EdgeSpec, c_in: int, c_out: int, *, down: int, up: int, norm: str, steps: int,
+                 resample: str, rngs: nnx.Rngs):
+        self.kernel_size = spec.kernel
+        self.pool = max(down // spec.stride, 1)
         self.up = up if resample == "nearest" else 1
+        self.norm = StepNorm(c_out, kind=norm, steps=steps) if spec.norm_act else nnx.data(None)
+        if spec.kernel == 0:
+            _check(c_in == c_out and down == 1 and up == 1, f"identity edge {spec} needs equal shape")
+            self.conv = nnx.data(None)
+            return
         init = nnx.initializers.kaiming_normal()
+        k, bias = spec.kernel, spec.bias
         if up > 1 and resample == "transpose":  # top-down from a coarser area: a transposed conv upsamples
-            self.conv = nnx.ConvTranspose(c_in, c_out, (kernel, kernel), strides=(up, up), padding="SAME",
-                                          use_bias=bias, kernel_init=init, rngs=rngs)
+            self.conv = nnx.ConvTranspose(c_in, c_out, (k, k), strides=(up, up), padding="SAME", use_bias=bias,
+                                          kernel_init=init, rngs=rngs)
         else:
-            self.conv = nnx.Conv(c_in, c_out, (kernel, kernel), padding="SAME", use_bias=bias,
-                                 kernel_init=init, rngs=rngs)
+            pad = k // 2
+            self.conv = nnx.Conv(c_in, c_out, (k, k), strides=(spec.stride,) * 2, padding=((pad, pad),) * 2,
+                                 use_bias=bias, kernel_init=init, rngs=rngs)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        if self.down > 1:
-            d = self.down
-            x = nnx.max_pool(x, (d, d), strides=(d, d), padding="SAME")
+    def __call__(self, x: jax.Array, t, ctx: NormContext) -> jax.Array:
+        if self.pool > 1:
+            x = nnx.max_pool(x, (self.pool, self.pool), strides=(self.pool, self.pool), padding="SAME")
         if self.up > 1:
             x = jnp.repeat(jnp.repeat(x, self.up, axis=1), self.up, axis=2)
-        return self.conv(x)
+        if self.conv is not None:
+            x = self.conv(x)
+        if self.norm is not None:
+            x = jax.nn.relu(self.norm(x, t, ctx))
+        return x
+
+
+class Area(nnx.Module):
+    """An area's cell (one, shared over steps; or one per step)."""
+
+    def __init__(self, a: AreaSpec, *, norm: str, steps: int, rngs: nnx.Rngs):
+        self.post_pool = a.post_pool
+        kwargs = dict(norm=norm, steps=steps if a.share else 1, kernel=a.kernel, expansion=a.expansion,
+                      stride=2 if a.cell == "bottleneck" else 1, rngs=rngs)
+        make = CELL_TYPES[a.cell]
+        self.cells = nnx.List([make(a.channels, **kwargs) for _ in range(1 if a.share else steps)])
+
+    def __call__(self, drive, prev, t, ctx: NormContext):
+        if len(self.cells) == 1:
+            state = self.cells[0](drive, prev, t, ctx)
+        else:  # unshared: step t has its own block (and its own norms, one row each)
+            state = self.cells[min(t, len(self.cells) - 1)](drive, prev, 0, ctx)
+        if self.post_pool:
+            state = nnx.max_pool(state, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        return state
 
 
 class AreaGraph(nnx.Module):
@@ -168,16 +233,16 @@ class AreaGraph(nnx.Module):
     def __init__(self, spec: GraphSpec, *, rngs: nnx.Rngs):
         self.spec = spec
         self.trained_steps = spec.steps
-        bias = spec.norm == "none"
         edges = {}
         for e in spec.edges:
             c_in = spec.in_channels if e.src == IMAGE else spec.areas[e.src].channels
-            ratio_down = spec.scale(e.dst) // spec.scale(e.src) if spec.scale(e.dst) >= spec.scale(e.src) else 1
-            ratio_up = spec.scale(e.src) // spec.scale(e.dst) if spec.scale(e.src) > spec.scale(e.dst) else 1
-            edges[spec.edge_name(e)] = _Edge(c_in, spec.areas[e.dst].channels, e.kernel, down=ratio_down,
-                                             up=ratio_up, bias=bias, resample=spec.topdown_resample, rngs=rngs)
+            target, source = spec.drive_scale(e), spec.scale(e.src)
+            edges[spec.edge_name(e)] = Edge(e, c_in, spec.areas[e.dst].channels, down=max(target // source, 1),
+                                            up=max(source // target, 1), norm=spec.norm, steps=spec.area_steps(e.dst),
+                                            resample=spec.topdown_resample, rngs=rngs)
         self.edges = nnx.Dict(edges)
-        self.norms = nnx.Dict({a.name: StepNorm(a.channels, kind=spec.norm, steps=spec.steps) for a in spec.areas})
+        self.areas = nnx.Dict({a.name: Area(a, norm=spec.norm, steps=spec.area_steps(i), rngs=rngs)
+                               for i, a in enumerate(spec.areas)})
         features = spec.areas[-1].channels
         if spec.readout == "flatten":
             side = -(-spec.input_size // spec.scale(len(spec.areas) - 1))
@@ -185,31 +250,38 @@ class AreaGraph(nnx.Module):
         self.readout = nnx.Linear(features, spec.num_classes, rngs=rngs)
         self.incoming = tuple(tuple(e for e in spec.edges if e.dst == i) for i in range(len(spec.areas)))
 
-    # -- one time step -------------------------------------------------------------------------------------
-    def _step(self, states: tuple, t, x: jax.Array, ctx: NormContext, ablate: tuple[str, ...]) -> tuple:
-        spec = self.spec
-        sequential = spec.schedule == "sequential"
+    # -- one area update ---------------------------------------------------------------------------------
+    def _update(self, i: int, sources: dict, prev, x, t, ctx: NormContext, ablate: tuple[str, ...]):
+        """New state of area ``i`` from ``sources`` (edge → source state or None), or ``prev`` if no drive."""
+        parts = {"bottom_up": [], "lateral": [], "topdown": [], "recall": []}
+        for e in self.incoming[i]:
+            src = x if e.src == IMAGE else sources[e]
+            if e.kind in ablate or src is None:
+                continue
+            parts[e.kind].append(self.edges[self.spec.edge_name(e)](output_of(src), t, ctx))
+        if not any(parts.values()):
+            return prev
+        bottom = parts["bottom_up"] + parts["recall"]
+        other = parts["lateral"] + parts["topdown"]
+        if self.spec.interaction == "multiplicative" and bottom and other:
+            drive = sum(bottom) * (1.0 + sum(other))
+        else:
+            drive = sum(bottom + other)
+        return self.areas[self.spec.names[i]](drive, prev, t, ctx)
+
+    def _global_step(self, states: tuple, t, x, ctx: NormContext, ablate) -> tuple:
+        sequential = self.spec.schedule == "sequential"
         new = list(states)
-        for i, area in enumerate(spec.areas):
-            drive = None
-            for e in self.incoming[i]:
-                if e.kind in ablate:
-                    continue
-                if e.src == IMAGE:
-                    src = x
-                else:
-                    src = new[e.src] if (sequential and e.kind == "bottom_up") else states[e.src]
-                if src is None:
-                    continue
-                y = self.edges[spec.edge_name(e)](src)
-                drive = y if drive is None else drive + y
-            if drive is not None:
-                new[i] = jax.nn.relu(self.norms[area.name](drive, t, ctx))
+        for i in range(len(self.spec.areas)):
+            sources = {e: (new[e.src] if sequential and e.kind == "bottom_up" else states[e.src])
+                       for e in self.incoming[i] if e.src != IMAGE}
+            new[i] = self._update(i, sources, states[i], x, t, ctx, ablate)
         return tuple(new)
 
-    def _readout(self, top: jax.Array | None, batch: int) -> jax.Array:
+    def _readout(self, top, batch: int) -> jax.Array:
         if top is None:  # the signal has not reached the top area yet: the readout sees nothing
             return jnp.broadcast_to(self.readout.bias[...], (batch, self.spec.num_classes))
+        top = output_of(top)
         if self.spec.readout == "gap":
             return self.readout(jnp.mean(top, axis=(1, 2)))
         if self.spec.readout == "gmp":
@@ -219,40 +291,84 @@ class AreaGraph(nnx.Module):
     # -- the unroll ----------------------------------------------------------------------------------------
     def unroll(self, x: jax.Array, *, steps: int | None = None, ablate: tuple[str, ...] = (),
                train: bool = False, strategy: str | None = None) -> list[jax.Array]:
-        """Per-step logits, a list of ``steps`` arrays ``[B, C]``."""
-        steps = self.trained_steps if steps is None else steps
-        _check(isinstance(steps, int) and steps >= 1, f"steps must be an integer >= 1, got {steps!r}")
-        bad = set(ablate) - {"lateral", "topdown"}
-        _check(not bad, f"ablate takes 'lateral' and/or 'topdown', got {sorted(bad)}")
+        """Per-step logits, a list of ``[B, C]``. ``steps`` overrides the depth (stagewise: the last area's)."""
+        _check(steps is None or (isinstance(steps, int) and steps >= 1), f"steps must be an integer >= 1, got {steps!r}")
+        bad = set(ablate) - set(ABLATABLE)
+        _check(not bad, f"ablate takes {', '.join(ABLATABLE)}, got {sorted(bad)}")
         strategy = resolve_unroll(strategy or self.spec.unroll)
         ctx = NormContext(train)
+        if self.spec.schedule == "stagewise":
+            logits = self._stagewise(x, steps, ctx, tuple(ablate), strategy)
+        else:
+            logits = self._global(x, steps or self.trained_steps, ctx, tuple(ablate), strategy)
+        ctx.commit()
+        return logits
+
+    def _global(self, x, steps, ctx, ablate, strategy) -> list[jax.Array]:
         batch = x.shape[0]
         states: tuple = (None,) * len(self.spec.areas)
         logits = []
         t = 0
         while t < steps and (strategy == "loop" or any(s is None for s in states)):
-            states = self._step(states, t, x, ctx, ablate)
+            states = self._global_step(states, t, x, ctx, ablate)
             logits.append(self._readout(states[-1], batch))
             t += 1
         if t < steps:
-            logits += self._scan(states, t, steps, x, ctx, ablate, batch)
-        ctx.commit()
+            def body(carry, t, sub):
+                new = self._global_step(carry, t, x, sub, ablate)
+                return new, self._readout(new[-1], batch)
+
+            logits += self._scan(body, states, t, steps, ctx)
         return logits
 
-    def _scan(self, states, start, steps, x, ctx, ablate, batch) -> list[jax.Array]:
+    def _stagewise(self, x, steps, ctx, ablate, strategy) -> list[jax.Array]:
+        batch, last = x.shape[0], len(self.spec.areas) - 1
+        finals: list = [None] * len(self.spec.areas)
+        logits = []
+        for i in range(len(self.spec.areas)):
+            n = steps if (steps and i == last) else self.spec.area_steps(i)
+            state, s = None, 0
+            shared = len(self.areas[self.spec.names[i]].cells) == 1
+            while s < n and (strategy == "loop" or state is None or not shared):
+                # the area below feeds this one at its first step only; laterals and recall at every step
+                sources = {e: (finals[e.src] if e.src != i else state) for e in self.incoming[i] if e.src != IMAGE}
+                if s > 0:
+                    sources = {e: (v if e.src == i else None) for e, v in sources.items()}
+                state = self._update(i, sources, state, x, s, ctx, ablate)
+                if i == last:
+                    logits.append(self._readout(state, batch))
+                s += 1
+            if s < n:
+                def body(carry, t, sub, i=i):
+                    srcs = {e: (carry if e.src == i else None) for e in self.incoming[i] if e.src != IMAGE}
+                    new = self._update(i, srcs, carry, x, t, sub, ablate)
+                    return new, (self._readout(new, batch) if i == last else jnp.zeros(()))
+
+                outs = self._scan(body, state, s, n, ctx, keep_state=True)
+                state, outs = outs
+                if i == last:
+                    logits += outs
+            finals[i] = state
+        return logits
+
+    def _scan(self, body, carry, start, stop, ctx, keep_state=False):
+        """Roll steps ``start..stop-1`` of ``body(carry, t, sub_ctx) -> (carry, y)`` into ``lax.scan``."""
         norms_seen = []
 
-        def body(carry, t):
+        def scan_body(carry, t):
             sub = NormContext(ctx.train)
-            new = self._step(carry, t, x, sub, ablate)
+            new, y = body(carry, t, sub)
             norms_seen[:] = [r[0] for r in sub.records]
-            return new, (self._readout(new[-1], batch), [(r[2], r[3]) for r in sub.records])
+            return new, (y, [(r[2], r[3]) for r in sub.records])
 
-        ts = jnp.arange(start, steps)
-        _, (ys, stats) = jax.lax.scan(body, states, ts)
+        if self.spec.remat:
+            scan_body = jax.checkpoint(scan_body)
+        ts = jnp.arange(start, stop)
+        final, (ys, stats) = jax.lax.scan(scan_body, carry, ts)
         for norm, (mean, var) in zip(norms_seen, stats, strict=True):
             ctx.records.append((norm, ts, mean, var))
-        return list(ys)
+        ys = list(ys)
+        return (final, ys) if keep_state else ys
 
     def __call__(self, x: jax.Array, *, steps: int | None = None, ablate: tuple[str, ...] = (),
                  train: bool = False) -> jax.Array:

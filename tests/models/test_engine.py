@@ -50,7 +50,7 @@ def test_rolled_scan_equals_python_loop(schedule, train):
     for p, q in zip(jax.tree.leaves(stats_a), jax.tree.leaves(stats_b), strict=True):
         np.testing.assert_allclose(p, q, rtol=1e-5, atol=1e-6)
     if train:  # the running statistics really moved, one row per step
-        mean = stats_a["norms"]["area1"]["mean"][...]
+        mean = stats_a["areas"]["area1"]["cells"][0]["norm"]["mean"][...]
         assert mean.shape == (5, 8) and np.all(np.abs(np.asarray(mean)) > 0)
 
 
@@ -80,7 +80,7 @@ def test_ablation_silences_connections():
     assert not np.allclose(full[-1], no_lat[-1]) and not np.allclose(full[-1], no_td[-1])
     # With both silenced the BLT computes exactly what B computes with the same bottom-up weights.
     b_model.edges = m.edges  # share every edge; B only uses the bottom-up ones
-    b_model.norms, b_model.readout = m.norms, m.readout
+    b_model.areas, b_model.readout = m.areas, m.readout
     np.testing.assert_allclose(neither, b_model(x), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="ablate"):
         m(x, ablate=("feedback",))
