@@ -20,3 +20,14 @@ def build_model(name: str, **kwargs):
     from recbench.models.registry import build_model as _build
 
     return _build(name, **kwargs)
+
+
+def load_torch_weights(model, source):
+    """Copy a PyTorch state dict (or ``.pth`` path) into ``model``; see
+    :func:`recbench.models.torch_weights.load_torch_weights`."""
+    from recbench.models.torch_weights import load_torch_weights as _load
+
+    return _load(model, source)
+
+
+__all__.append("load_torch_weights")

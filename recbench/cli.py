@@ -86,8 +86,8 @@ def validate_config(cfg: DictConfig) -> None:
     from recbench.train.optim import OPTIMIZERS, SCHEDULES
     from recbench.train.runlog import resolve_wandb_mode
 
-    shape, _ = dataset_meta(cfg.dataset)
-    validate_model_config(cfg.model, shape)
+    shape, num_classes = dataset_meta(cfg.dataset)
+    validate_model_config(cfg.model, shape, num_classes)
     _check_trainer(cfg.trainer)
     if cfg.trainer.loss_over_steps not in LOSS_OVER_STEPS:
         raise ConfigError(f"trainer.loss_over_steps={cfg.trainer.loss_over_steps!r} is not valid; choose one of: "

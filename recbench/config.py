@@ -137,6 +137,20 @@ def group_choices(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
 
 
+def load_option(group: str, name: str) -> DictConfig:
+    """One YAML option of a group with its defaults list applied (``defaults: [other_option, _self_]``),
+    without touching Hydra's global state, so it is safe inside a running Hydra job."""
+    path = CONFIG_DIR / group / f"{name}.yaml"
+    if not path.exists():
+        raise ConfigError(f"unknown {group} {name!r}; choose one of: {', '.join(group_choices(group))}")
+    node = OmegaConf.load(path)
+    defaults = node.pop("defaults", [])
+    merged = OmegaConf.create()
+    for entry in defaults:
+        merged = OmegaConf.merge(merged, node if entry == "_self_" else load_option(group, entry))
+    return merged if "_self_" in defaults else OmegaConf.merge(merged, node)
+
+
 def compose_train(overrides: list[str]) -> DictConfig:
     """Compose the training config as Hydra would, outside a Hydra app (tests, notebooks, recbench-info)."""
     from hydra import compose, initialize_config_dir

@@ -38,11 +38,11 @@ def test_sweep_values_are_each_checked():
 
 
 @pytest.mark.parametrize("override,message", [
-    ("model=nope", "unknown model 'nope'; choose one of: b, bl"),
+    ("model=nope", "unknown model 'nope'; choose one of: b, b_d, b_f"),
     ("model.steps=0", "model.steps must be a positive integer, got 0"),
     ("model.steps=-1", "model.steps must be a positive integer, got -1"),
     ("model.steps=x", "model.steps must be a positive integer, got 'x'"),
-    ("model.schedule=backwards", "model.schedule='backwards' is not valid; choose one of"),
+    ("model.schedule=backwards", "model blt: schedule must be one of sequential, synchronous, stagewise, got 'backwards'"),
     ("model=resnet20 model.depth=21", "not 6n+2"),
     ("dataset.level=extreme", "dataset.level='extreme' is not valid"),
     ("trainer.total_steps=abc", "trainer.total_steps"),

@@ -1,8 +1,14 @@
-"""The dataset registry: a ``dataset`` config node in, device-ready arrays out.
+"""The dataset registry: a ``dataset`` config node in, a dataset the input pipeline can serve out.
 
-Small datasets (everything that fits in device memory, which is every procedural set) are loaded whole into
-numpy once and then live on the device; batching, shuffling and augmentation happen inside jit
-(``recbench.train.batches``). Nothing here knows about models.
+Two pipelines, one interface (``recbench.train.batches.make_inputs`` picks):
+
+* ``resident``: small datasets (every procedural set, CIFAR, MNIST, SVHN) are loaded whole into numpy once as an
+  :class:`ArrayDataset` and then live on the device; batching, shuffling and augmentation happen inside jit.
+* ``stream``: large ones (Imagenette, ImageNet) stay on disk as ArrayRecord and are read, decoded and augmented
+  by grain worker threads as a :class:`recbench.data.stream.StreamDataset`.
+
+Stock tfds sets choose with the ``pipeline`` key of their YAML; procedural sets are always resident. Nothing here
+knows about models.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ from omegaconf import DictConfig
 
 from recbench.config import ConfigError, choice, family_config, positive_int
 
-AUGMENTATIONS = ("none", "flip_crop")
+AUGMENTATIONS = ("none", "flip_crop")  # what the device-resident pipeline can do inside jit
+DIGIT_NAMES = tuple("0123456789")
 
 
 @dataclass
@@ -28,6 +35,7 @@ class ArrayDataset:
     num_classes: int
     multilabel: bool = False
     augment: str = "none"
+    label_names: tuple[str, ...] | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -87,7 +95,8 @@ def _check_debris(c: DigitDebrisConfig) -> None:
 def _load_debris(c: DigitDebrisConfig, data_dir: str, progress: bool) -> ArrayDataset:
     splits = _procedural("digit_debris", data_dir, progress, level=c.level, image_size=c.image_size,
                          num_train=c.num_train, num_test=c.num_test, seed=c.seed)
-    return ArrayDataset(c.name, splits["train"], splits["test"], num_classes=10, augment=c.augment)
+    return ArrayDataset(c.name, splits["train"], splits["test"], num_classes=10, augment=c.augment,
+                        label_names=DIGIT_NAMES)
 
 
 def _check_clutter(c: DigitClutterConfig) -> None:
@@ -99,11 +108,176 @@ def _load_clutter(c: DigitClutterConfig, data_dir: str, progress: bool) -> Array
     splits = _procedural("digit_clutter", data_dir, progress, n_digits=c.n_digits, image_size=c.image_size,
                          num_train=c.num_train, num_test=c.num_test, seed=c.seed)
     return ArrayDataset(c.name, splits["train"], splits["test"], num_classes=10, multilabel=True,
-                        augment=c.augment)
+                        augment=c.augment, label_names=DIGIT_NAMES)
 
 
 def _digits_meta(c) -> tuple[tuple[int, int, int], int]:
     return (c.image_size, c.image_size, 1), 10
+
+
+def _describe_procedural(c, data_dir: str) -> dict:
+    from recbench.data import procedural
+
+    params = {k: getattr(c, k) for k in ("image_size", "num_train", "num_test", "seed")}
+    params.update({"level": c.level} if c.name == "digit_debris" else {"n_digits": c.n_digits})
+    config = procedural.make_config(c.name, **params)
+    cls = procedural.DATASETS[c.name][0]
+    b = cls(data_dir=data_dir, config=config.name if config.name in cls.builder_configs else config)
+    return {"tfds_name": f"{c.name}/{config.name}", "location": str(b.data_dir), "prepared": b.is_prepared(),
+            "splits": {"train": c.num_train, "test": c.num_test}, "label_names": list(DIGIT_NAMES)}
+
+
+# --- Pathfinder (Linsley et al. 2018; LRA): are both markers on one dashed curve? Binary labels. ---------------
+
+PATHFINDER_LABELS = ("different", "same")  # label 1: both markers sit on the ends of one path
+
+
+@dataclass(frozen=True)
+class PathfinderConfig:
+    name: str
+    image_size: int = 32
+    contour_length: int = 14
+    num_train: int = 20_000
+    num_test: int = 2_000
+    seed: int = 0
+    augment: str = "none"
+
+
+def _check_pathfinder(c: PathfinderConfig) -> None:
+    from recbench.data.pathfinder import CONTOUR_LENGTHS, GEOMETRY
+
+    _check_sizes(c)
+    for key, valid in (("image_size", sorted(GEOMETRY)), ("contour_length", list(CONTOUR_LENGTHS))):
+        if getattr(c, key) not in valid:
+            raise ConfigError(f"dataset.{key}={getattr(c, key)!r} is not valid; choose one of: "
+                              f"{', '.join(map(str, valid))}")
+
+
+def _pathfinder_params(c: PathfinderConfig) -> dict:
+    return {k: getattr(c, k) for k in ("image_size", "contour_length", "num_train", "num_test", "seed")}
+
+
+def _load_pathfinder(c: PathfinderConfig, data_dir: str, progress: bool) -> ArrayDataset:
+    from recbench.data import pathfinder
+
+    try:
+        splits = pathfinder.prepare(data_dir=data_dir, progress=progress, **_pathfinder_params(c))
+    except ValueError as e:
+        raise ConfigError(f"dataset pathfinder: {e}") from None
+    return ArrayDataset(c.name, splits["train"], splits["test"], num_classes=2, augment=c.augment,
+                        label_names=PATHFINDER_LABELS)
+
+
+def _describe_pathfinder(c: PathfinderConfig, data_dir: str) -> dict:
+    from recbench.data import pathfinder
+
+    config = pathfinder.make_config(**_pathfinder_params(c))
+    b = pathfinder.Pathfinder(data_dir=data_dir,
+                              config=config.name if config.name in pathfinder.Pathfinder.builder_configs else config)
+    return {"tfds_name": f"pathfinder/{config.name}", "location": str(b.data_dir), "prepared": b.is_prepared(),
+            "splits": {"train": c.num_train, "test": c.num_test}, "label_names": list(PATHFINDER_LABELS)}
+
+
+# --- Stock tfds sets (recbench.data.stock) ---------------------------------------------------------------------
+
+PIPELINES = ("resident", "stream")
+
+
+@dataclass(frozen=True)
+class StockConfig:
+    name: str
+    pipeline: str = "resident"  # resident (whole split on the device) | stream (grain from disk)
+    augment: str = "none"  # none | flip_crop | imagenet (stream only)
+    image_size: int | None = None  # None: native size; streamed images are cropped/resized to it
+    variant: str | None = None  # tfds builder config (imagenette: 160px-v2, 320px-v2, full-size-v2, ...)
+    train_split: str = "train"  # any tfds split expression, e.g. train[:90%]
+    eval_split: str = "test"
+    workers: int = 0  # stream: grain worker processes (0: threads only)
+    threads: int = 4  # stream: decoding/augmentation threads
+    prefetch: int = 2  # stream: batches copied to the device ahead of the step
+
+
+@dataclass(frozen=True)
+class Cifar100Config(StockConfig):
+    label_type: str = "fine"  # fine (100 classes) | coarse (20 superclasses)
+
+
+def _label_key(c: StockConfig) -> str:
+    return "coarse_label" if getattr(c, "label_type", "fine") == "coarse" else "label"
+
+
+def _check_stock(c: StockConfig) -> None:
+    from recbench.data.augment import RECIPES
+    from recbench.data.stock import SPECS
+
+    spec = SPECS[c.name]
+    choice(c.pipeline, "dataset.pipeline", PIPELINES)
+    choice(c.augment, "dataset.augment", AUGMENTATIONS if c.pipeline == "resident" else RECIPES)
+    if hasattr(c, "label_type"):
+        choice(c.label_type, "dataset.label_type", ("fine", "coarse"))
+    if c.image_size is not None:
+        positive_int(c.image_size, "dataset.image_size")
+    if spec.shape is None:
+        if c.pipeline == "resident":
+            raise ConfigError(f"dataset.pipeline=resident needs images of one size; {c.name} must stream "
+                              "(dataset.pipeline=stream)")
+        if c.image_size is None:
+            raise ConfigError(f"dataset.image_size must be set for {c.name} (its images differ in size)")
+    elif c.pipeline == "resident" and c.image_size not in (None, spec.shape[0]):
+        raise ConfigError(f"dataset.image_size={c.image_size}: resident {c.name} keeps its native "
+                          f"{spec.shape[0]} px; use dataset.pipeline=stream to resize")
+    if c.variant is not None and spec.variant is None:
+        raise ConfigError(f"dataset.variant={c.variant!r}: {c.name} has no variants; leave it null")
+    for key, low in (("workers", 0), ("threads", 1), ("prefetch", 0)):
+        v = getattr(c, key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ConfigError(f"dataset.{key} must be an integer >= {low}, got {v!r}")
+
+
+def _stock_meta(c: StockConfig) -> tuple[tuple[int, int, int], int]:
+    from recbench.data.stock import SPECS
+
+    spec = SPECS[c.name]
+    channels = spec.shape[2] if spec.shape else 3
+    size = c.image_size or spec.shape[0]
+    return (size, size, channels), spec.classes[_label_key(c)]
+
+
+def _load_stock(c: StockConfig, data_dir: str, progress: bool):
+    from recbench.data import stock
+
+    label_key = _label_key(c)
+    b = stock.ensure_prepared(c.name, data_dir, variant=c.variant, progress=progress)
+    names = stock.label_names(b, label_key)
+    shape, num_classes = _stock_meta(c)
+    if c.pipeline == "resident":
+        train = stock.read_arrays(b, c.train_split, label_key, "dataset.train_split")
+        test = stock.read_arrays(b, c.eval_split, label_key, "dataset.eval_split")
+        return ArrayDataset(c.name, train, test, num_classes=num_classes, augment=c.augment, label_names=names)
+    from recbench.data.stream import StreamDataset
+
+    return StreamDataset(c.name, stock.open_source(b, c.train_split, "dataset.train_split"),
+                         stock.open_source(b, c.eval_split, "dataset.eval_split"), num_classes, shape,
+                         augment=c.augment, label_key=label_key, label_names=names, workers=c.workers,
+                         threads=c.threads, prefetch=c.prefetch)
+
+
+def _describe_stock(c: StockConfig, data_dir: str) -> dict:
+    from recbench.data import stock
+
+    b = stock.builder(c.name, data_dir, c.variant)
+    prepared = stock.is_prepared(b)
+    out = {"tfds_name": stock.tfds_name(c.name, c.variant), "location": str(b.data_dir), "prepared": prepared}
+    if prepared:
+        out["file_format"] = b.info.file_format.value
+        out["splits"] = {name: split.num_examples for name, split in b.info.splits.items()}
+    else:
+        out["splits"] = dict(stock.SPECS[c.name].splits)  # published sizes
+        out["to_build"] = stock.build_problem(b, c.name, data_dir, c.variant) or "ready: recbench-data build " + c.name
+        b = stock.builder(c.name, stock.METADATA_DIR, c.variant)  # label names from the committed metadata
+    names = stock.label_names(b, _label_key(c)) if b.info.features else None
+    out["label_names"] = list(names) if names else None
+    return out
 
 
 @dataclass(frozen=True)
@@ -111,12 +285,19 @@ class DatasetEntry:
     schema: type
     check: Callable  # raises ConfigError; cheap, loads nothing
     meta: Callable  # -> (image shape HWC, number of classes), without loading
-    load: Callable  # -> ArrayDataset
+    load: Callable  # -> ArrayDataset (resident) or StreamDataset (stream)
+    describe: Callable | None = None  # (config, data_dir) -> dict for ``recbench-data info``; builds nothing
 
 
 DATASETS: dict[str, DatasetEntry] = {
-    "digit_debris": DatasetEntry(DigitDebrisConfig, _check_debris, _digits_meta, _load_debris),
-    "digit_clutter": DatasetEntry(DigitClutterConfig, _check_clutter, _digits_meta, _load_clutter),
+    "digit_debris": DatasetEntry(DigitDebrisConfig, _check_debris, _digits_meta, _load_debris, _describe_procedural),
+    "digit_clutter": DatasetEntry(DigitClutterConfig, _check_clutter, _digits_meta, _load_clutter,
+                                  _describe_procedural),
+    "pathfinder": DatasetEntry(PathfinderConfig, _check_pathfinder, lambda c: ((c.image_size, c.image_size, 1), 2),
+                               _load_pathfinder, _describe_pathfinder),
+    **{name: DatasetEntry(Cifar100Config if name == "cifar100" else StockConfig, _check_stock, _stock_meta,
+                          _load_stock, _describe_stock)
+       for name in ("cifar10", "cifar100", "mnist", "fashion_mnist", "svhn_cropped", "imagenette", "imagenet2012")},
 }
 
 
@@ -137,7 +318,22 @@ def dataset_meta(cfg: DictConfig | dict) -> tuple[tuple[int, int, int], int]:
     return entry.meta(c)
 
 
-def load_dataset(cfg: DictConfig | dict, *, data_dir: str, progress: bool = True) -> ArrayDataset:
-    """Prepare (first use) and load the dataset a config node names; :class:`ConfigError` on bad input."""
+def load_dataset(cfg: DictConfig | dict, *, data_dir: str, progress: bool = True):
+    """Prepare (first use) and load the dataset a config node names; :class:`ConfigError` on bad input.
+
+    Returns an :class:`ArrayDataset` for resident datasets, a ``StreamDataset`` for streamed ones. A stock set
+    that is missing and cannot be built here fails now, in one line, before any model is built.
+    """
     entry, c = _entry(cfg)
     return entry.load(c, data_dir, progress)
+
+
+def describe_dataset(cfg: DictConfig | dict, *, data_dir: str) -> dict:
+    """Where a dataset lives, whether it is prepared, its splits and classes; prepares nothing."""
+    entry, c = _entry(cfg)
+    shape, num_classes = entry.meta(c)
+    out = {"name": c.name, "pipeline": getattr(c, "pipeline", "resident"), "image_shape": list(shape),
+           "num_classes": num_classes, "augment": c.augment}
+    if entry.describe is not None:
+        out.update(entry.describe(c, data_dir))
+    return out

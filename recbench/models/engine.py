@@ -91,6 +91,7 @@ class GraphSpec:
     input_size: int | None = None  # image height = width; needed by readout="flatten"
     interaction: str = "additive"
     remat: bool = False  # recompute each step in the backward pass (saves memory in the rolled form)
+    zero_absent: bool = False  # an area with no input yet runs its cell on a zero drive (CORnet) instead of waiting
     names: tuple[str, ...] = field(init=False)
 
     def __post_init__(self):
@@ -258,9 +259,15 @@ class AreaGraph(nnx.Module):
             src = x if e.src == IMAGE else sources[e]
             if e.kind in ablate or src is None:
                 continue
-            parts[e.kind].append(self.edges[self.spec.edge_name(e)](output_of(src), t, ctx))
+            y = self.edges[self.spec.edge_name(e)](output_of(src), t, ctx)
+            side = -(-x.shape[1] // self.spec.drive_scale(e))  # upsampling an odd size overshoots: crop
+            parts[e.kind].append(y[:, :side, :side] if y.shape[1] > side else y)
         if not any(parts.values()):
-            return prev
+            if not (self.spec.zero_absent and prev is None):
+                return prev
+            e = self.incoming[i][0]
+            side = -(-x.shape[1] // self.spec.drive_scale(e))
+            parts["bottom_up"].append(jnp.zeros((x.shape[0], side, side, self.spec.areas[i].channels), x.dtype))
         bottom = parts["bottom_up"] + parts["recall"]
         other = parts["lateral"] + parts["topdown"]
         if self.spec.interaction == "multiplicative" and bottom and other:

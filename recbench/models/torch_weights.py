@@ -194,6 +194,7 @@ def load_torch_weights(model: nnx.Module, source: str | os.PathLike | Mapping[st
     unmatched: list[str] = []
     shapes: list[str] = []
     duplicates: list[str] = []
+    misshapen: set[tuple] = set()  # reported as shape mismatches, not again as unset
     for key, value in state.items():
         if key.rsplit(".", 1)[-1] in DROPPED_LEAVES:
             continue
@@ -221,6 +222,7 @@ def load_torch_weights(model: nnx.Module, source: str | os.PathLike | Mapping[st
             continue
         if (want[1:] if rowed else want) != arr.shape:
             shapes.append(f"{key} {tuple(np.shape(value))} -> {_fmt(path)} {want}")
+            misshapen.add(path)
             continue
         t = targets.setdefault(path, _Target(var, rowed))
         t.sources.append(key)
@@ -236,6 +238,8 @@ def load_torch_weights(model: nnx.Module, source: str | os.PathLike | Mapping[st
     missing = []
     for path, var in variables.items():
         t = targets.get(path)
+        if path in misshapen:
+            continue
         if t is None:
             missing.append(_fmt(path))
         elif t.full is None and (not t.rows or len(t.by_row) < var.shape[0]):
@@ -255,7 +259,7 @@ def load_torch_weights(model: nnx.Module, source: str | os.PathLike | Mapping[st
     if problems:
         raise ValueError(f"load_torch_weights into {type(model).__name__}: " + "; ".join(problems))
 
-    for path, t in targets.items():
+    for t in targets.values():
         var = t.var
         if t.rows:
             full = np.empty(var.shape, var.dtype)

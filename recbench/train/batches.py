@@ -101,3 +101,16 @@ class DeviceInputs:
     @property
     def eval_size(self) -> int:
         return self.test.size
+
+
+def make_inputs(ds, *, batch_size: int, seed: int):
+    """The pipeline a dataset asks for: device-resident arrays, or a grain stream (``recbench.data.stream``).
+
+    Both have one interface (``steps_per_epoch``, ``train_batch(step)``, ``eval_batches(chunk)``, ``eval_size``),
+    so the trainer never branches on it.
+    """
+    if isinstance(ds, ArrayDataset):
+        return DeviceInputs(ds, batch_size=batch_size, seed=seed)
+    from recbench.data.stream import StreamInputs
+
+    return StreamInputs(ds, batch_size=batch_size, seed=seed)

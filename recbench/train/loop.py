@@ -108,7 +108,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
     if start is not None:
         state = TrainState(**ckpt.restore(start, state.tree()))
     start = min(start or 0, tc.total_steps)
-    inputs = batches.DeviceInputs(ds, batch_size=tc.batch_size, seed=cfg.seed)
+    inputs = batches.make_inputs(ds, batch_size=tc.batch_size, seed=cfg.seed)
     train_step = make_train_step(graphdef, tx, weights, ds.multilabel)
     evaluate = make_eval_fn(graphdef, ds.multilabel)
     logger = RunLogger(workdir, resolved, wandb_cfg=resolved["logger"]["wandb"], console=console.enabled,

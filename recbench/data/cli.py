@@ -1,0 +1,165 @@
+"""``recbench-data``: prepare, look at and locate datasets, with the same ``key=value`` overrides as training.
+
+    recbench-data build cifar10 paths.data_dir=/data/tfds     # prepare once (progress bar), e.g. before a sweep
+    recbench-data show digit_debris dataset.level=heavy --out debris.png   # a labelled grid of samples
+    recbench-data info imagenet2012                            # splits, sizes, classes, where it lives
+
+Why a separate tool: preparing data is slow, may need files fetched by hand, and is best done once before many
+training jobs start; looking at stimuli is how one checks a generator. A mistake is one line on stderr, exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import recbench  # noqa: F401  (sets XLA flags before JAX starts)
+from recbench.config import ConfigError, compose_train, group_choices
+
+COMMANDS = {
+    "build": "prepare a dataset (generate or download and convert it) into paths.data_dir",
+    "show": "write a PNG grid of labelled samples",
+    "info": "print splits, sizes, classes and where the dataset lives, as JSON",
+}
+
+
+def fail(message: str, code: int = 2) -> None:
+    print(f"recbench-data: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not argparse's usage block
+        fail(f"{message} (see recbench-data --help)")
+
+
+def compose(dataset: str, overrides: list[str]):
+    """The training config for ``dataset=<name> <overrides>``, checked; one-line :class:`ConfigError` otherwise."""
+    from recbench.data.sources import dataset_meta
+
+    choices = group_choices("dataset")
+    if dataset not in choices:
+        raise ConfigError(f"unknown dataset {dataset!r}; choose one of: {', '.join(choices)}")
+    try:
+        cfg = compose_train([f"dataset={dataset}", *overrides])
+    except Exception as e:  # Hydra/OmegaConf composition errors, with the reason they carry
+        raise ConfigError(" ".join(str(e).split())) from None
+    dataset_meta(cfg.dataset)
+    return cfg
+
+
+def samples(ds, split: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` images and labels of a split, as the model sees them (streamed sets: the eval view)."""
+    if hasattr(ds, "train_source"):  # StreamDataset
+        source = ds.train_source if split == "train" else ds.eval_source
+        view = ds.eval_view()
+        items = [view(source[i]) for i in range(min(n, len(source)))]
+        return np.stack([x for x, _ in items]), np.stack([y for _, y in items])
+    images, labels = ds.train if split == "train" else ds.test
+    return images[:n], labels[:n]
+
+
+def caption(label: np.ndarray, names: tuple[str, ...] | None) -> str:
+    label = np.asarray(label)
+    if label.ndim:  # multi-hot: every class present
+        return " ".join(names[i] if names else str(i) for i in np.flatnonzero(label))
+    return names[int(label)] if names else str(int(label))
+
+
+def render_grid(images: np.ndarray, captions: list[str], title: str, out: str | Path, cols: int = 8) -> Path:
+    """Save a grid of uint8 HWC images with a caption above each (matplotlib, no display needed)."""
+    from matplotlib.figure import Figure
+
+    n = len(images)
+    cols = min(cols, n)
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(1.35 * cols, 1.5 * rows + 0.5))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            img = images[i]
+            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=255,
+                      interpolation="nearest")
+            ax.set_title(captions[i], fontsize=8, pad=2)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    return out
+
+
+def _load(cfg, progress: bool):
+    from recbench.data.sources import load_dataset
+
+    return load_dataset(cfg.dataset, data_dir=cfg.paths.data_dir, progress=progress)
+
+
+def build(args: argparse.Namespace) -> None:
+    from recbench.data.sources import describe_dataset
+
+    cfg = compose(args.dataset, args.overrides)
+    _load(cfg, progress=True)
+    print(json.dumps(describe_dataset(cfg.dataset, data_dir=cfg.paths.data_dir), indent=2))
+
+
+def show(args: argparse.Namespace) -> None:
+    cfg = compose(args.dataset, args.overrides)
+    if args.n < 1:
+        raise ConfigError(f"--n must be a positive integer, got {args.n}")
+    ds = _load(cfg, progress=True)
+    images, labels = samples(ds, args.split, args.n)
+    names = getattr(ds, "label_names", None)
+    title = " ".join([args.dataset, *args.overrides]) + f"  ({args.split} split, first {len(images)})"
+    out = render_grid(images, [caption(y, names) for y in labels], title, args.out or f"{args.dataset}.png")
+    print(out)
+
+
+def info(args: argparse.Namespace) -> None:
+    from recbench.data.sources import describe_dataset
+
+    cfg = compose(args.dataset, args.overrides)
+    out = describe_dataset(cfg.dataset, data_dir=cfg.paths.data_dir)
+    names = out.get("label_names")
+    if names and len(names) > 20:
+        out["label_names"] = names[:20] + [f"... ({len(names)} in all)"]
+    print(json.dumps(out, indent=2))
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: recbench-data {build,show,info} DATASET [KEY=VALUE ...] [--out FILE] [--n N] [--split S]\n")
+        for name, text in COMMANDS.items():
+            print(f"  {name:6s} {text}")
+        print(f"\ndatasets: {', '.join(group_choices('dataset'))}\noverrides: as for training, e.g. "
+              "dataset.level=heavy paths.data_dir=/data/tfds")
+        return
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        fail(f"unknown command {command!r}; choose one of: {', '.join(COMMANDS)}")
+    if not rest or rest[0].startswith("-"):
+        fail(f"missing DATASET: recbench-data {command} DATASET [KEY=VALUE ...]; datasets: "
+             f"{', '.join(group_choices('dataset'))}")
+    parser = _Parser(prog=f"recbench-data {command}", description=COMMANDS[command])
+    parser.add_argument("dataset")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    if command == "show":
+        parser.add_argument("--out", help="PNG path (default: DATASET.png)")
+        parser.add_argument("--n", type=int, default=32, help="number of samples (default 32)")
+        parser.add_argument("--split", choices=("train", "test"), default="train")
+    args = parser.parse_intermixed_args(rest)
+    try:
+        {"build": build, "show": show, "info": info}[command](args)
+    except ConfigError as e:
+        fail(str(e))
+
+
+if __name__ == "__main__":
+    main()

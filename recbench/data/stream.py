@@ -1,0 +1,202 @@
+"""The streaming pipeline: grain over random-access sources, for datasets too large to live on the device.
+
+It has the interface of the device-resident pipeline (``recbench.train.batches.DeviceInputs``): ``steps_per_epoch``,
+``train_batch(step) -> (x, y)``, ``eval_batches(chunk) -> (x, y, valid)`` and ``eval_size``, so the trainer does
+not know which one it drives (``batches.make_inputs`` picks).
+
+* **Order.** The training stream is a grain ``MapDataset``: this process's shard of the source, shuffled afresh
+  every epoch, augmented with a generator seeded by ``(seed, position)``. Batch ``k`` is therefore a pure function
+  of ``(seed, k)`` (:meth:`StreamInputs.host_batch` computes it by random access); a resumed run asks for step
+  ``k`` and the iterator restarts exactly there.
+* **Parallelism.** ``threads`` decode and augment examples in grain's thread pool; ``workers > 0`` adds that many
+  worker processes (``mp_prefetch``; the entry script needs an ``if __name__ == "__main__"`` guard). The next
+  ``prefetch`` batches are already copied to the device (copies are asynchronous) while a step runs.
+* **Multi-host.** Each of ``jax.process_count()`` processes reads every ``process_count``-th example and delivers
+  ``batch_size / process_count`` rows, assembled into one global batch sharded over all devices. Evaluation reads
+  the whole split on every process (replicated) so its results can be fetched anywhere.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grain
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from recbench.config import ConfigError
+from recbench.data.augment import EvalTransform, TrainTransform
+
+STAT_SAMPLES = 256  # training images used to estimate the per-channel mean and std
+
+
+@dataclass(frozen=True)
+class SplitShape:
+    """Shape-only stand-in for a split's image array: the trainer reads ``ds.train[0].shape[0]`` for its size."""
+
+    shape: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+
+@dataclass
+class StreamDataset:
+    """A dataset read on demand: two random-access sources (``len``, ``[i]`` -> dict of numpy) and how to view them."""
+
+    name: str
+    train_source: Sequence
+    eval_source: Sequence
+    num_classes: int
+    image_shape: tuple[int, int, int]  # after the recipe: (image_size, image_size, channels)
+    augment: str = "none"
+    image_key: str = "image"
+    label_key: str = "label"
+    label_names: tuple[str, ...] | None = None
+    workers: int = 0
+    threads: int = 4
+    prefetch: int = 2
+    multilabel: bool = False
+    eval_labels: np.ndarray | None = None  # recorded by the first complete pass of ``eval_batches``
+
+    @property
+    def train(self) -> tuple[SplitShape, None]:
+        return SplitShape((len(self.train_source), *self.image_shape)), None
+
+    @property
+    def test(self) -> tuple[SplitShape, np.ndarray]:
+        """Eval labels in split order; read from the source only if no evaluation pass has recorded them."""
+        if self.eval_labels is None:
+            self.eval_labels = np.asarray([self.eval_source[i][self.label_key] for i in range(len(self.eval_source))])
+        return SplitShape((len(self.eval_source), *self.image_shape)), self.eval_labels
+
+    def eval_view(self) -> EvalTransform:
+        return EvalTransform(self.augment, self.image_shape[0], self.image_key, self.label_key)
+
+    def train_view(self) -> TrainTransform:
+        return TrainTransform(self.augment, self.image_shape[0], self.image_key, self.label_key)
+
+    def channel_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel mean and std in [0, 1] from evenly spaced training images (the eval view), for normalising."""
+        n = len(self.train_source)
+        view = self.eval_view()
+        idx = np.linspace(0, n - 1, min(n, STAT_SAMPLES)).astype(int)
+        x = np.stack([view(self.train_source[int(i)])[0] for i in idx]).astype(np.float32) / 255.0
+        return x.mean(axis=(0, 1, 2)), np.maximum(x.std(axis=(0, 1, 2)), 1e-3)
+
+
+def _seed(seed: int, stream: int) -> int:
+    """A 32-bit grain seed for one purpose (1: order, 2: augmentation) derived from the run seed."""
+    return int(np.random.SeedSequence([int(seed), stream]).generate_state(1, np.uint32)[0])
+
+
+def _stack(items: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    return np.stack([x for x, _ in items]), np.stack([y for _, y in items])
+
+
+def _labels(y: np.ndarray) -> np.ndarray:
+    return y.astype(np.int32) if y.dtype.kind in "iu" and y.ndim == 1 else y
+
+
+@jax.jit
+def _normalise(x: jax.Array, mean: jax.Array, std: jax.Array) -> jax.Array:
+    return (x.astype(jnp.float32) / 255.0 - mean) / std
+
+
+def _allow_worker_processes() -> None:
+    """grain's workers read absl flags; outside ``absl.app.run`` they are unparsed and grain would fail."""
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+
+
+class StreamInputs:
+    """The streaming pipeline; see the module docstring. Same interface as ``DeviceInputs``."""
+
+    def __init__(self, ds: StreamDataset, *, batch_size: int, seed: int, process_index: int | None = None,
+                 process_count: int | None = None):
+        self.dataset = ds
+        self.process_index = jax.process_index() if process_index is None else process_index
+        self.process_count = jax.process_count() if process_count is None else process_count
+        if batch_size % self.process_count:
+            raise ConfigError(f"trainer.batch_size={batch_size} must divide evenly over {self.process_count} "
+                              "processes")
+        self.batch_size, self.local_batch = batch_size, batch_size // self.process_count
+        n = len(ds.train_source)
+        per_process = n // self.process_count
+        if per_process < self.local_batch:
+            raise ConfigError(f"trainer.batch_size={batch_size} exceeds the {n} training images")
+        self.steps_per_epoch = per_process // self.local_batch
+        self.prefetch, self.threads, self.workers = max(0, ds.prefetch), max(1, ds.threads), max(0, ds.workers)
+        mean, std = ds.channel_stats()
+        self._mean, self._std = jnp.asarray(mean), jnp.asarray(std)
+        # Equal shards keep every process on the same epoch boundaries.
+        shard = grain.MapDataset.source(ds.train_source)[: per_process * self.process_count]
+        shard = shard[self.process_index::self.process_count]
+        self._elements = shard.shuffle(seed=_seed(seed, 1)).repeat().random_map(ds.train_view(), seed=_seed(seed, 2))
+        self._eval = grain.MapDataset.source(ds.eval_source).map(ds.eval_view())
+        self._next_step: int | None = None
+        self._iter: Iterator | None = None
+        self._queue: collections.deque = collections.deque()
+        self._train_sharding = self._eval_sharding = None
+        if self.process_count > 1:
+            from jax.sharding import NamedSharding, PartitionSpec
+
+            mesh = jax.make_mesh((jax.device_count(),), ("data",))
+            self._train_sharding = NamedSharding(mesh, PartitionSpec("data"))
+            self._eval_sharding = NamedSharding(mesh, PartitionSpec())
+
+    def host_batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """This process's rows of batch ``step`` as numpy, by random access: the definition the iterator follows."""
+        start = step * self.local_batch
+        return _stack([self._elements[start + i] for i in range(self.local_batch)])
+
+    def _iterator(self, step: int) -> Iterator:
+        ds = self._elements[step * self.local_batch:].to_iter_dataset(
+            grain.ReadOptions(num_threads=self.threads, prefetch_buffer_size=max(1, self.prefetch) * self.local_batch))
+        ds = ds.batch(self.local_batch, drop_remainder=True, batch_fn=_stack)
+        if self.workers:
+            _allow_worker_processes()
+            ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=self.workers))
+        return iter(ds)
+
+    def _put(self, x: np.ndarray, y: np.ndarray, sharding: Any) -> tuple[jax.Array, jax.Array]:
+        if sharding is None:
+            x, y = jax.device_put(x), jax.device_put(_labels(y))
+        else:
+            x = jax.make_array_from_process_local_data(sharding, x)
+            y = jax.make_array_from_process_local_data(sharding, _labels(y))
+        return _normalise(x, self._mean, self._std), y
+
+    def train_batch(self, step: int) -> tuple[jax.Array, jax.Array]:
+        """Batch ``step`` on the device, normalised; sequential calls are served from the prefetched stream."""
+        if step != self._next_step:  # first call, a resumed run, or random access: restart the stream at ``step``
+            self._iter, self._queue = self._iterator(step), collections.deque()
+        while len(self._queue) <= self.prefetch:
+            self._queue.append(self._put(*next(self._iter), self._train_sharding))
+        self._next_step = step + 1
+        return self._queue.popleft()
+
+    def eval_batches(self, chunk: int) -> Iterator[tuple[jax.Array, jax.Array, int]]:
+        """``(x, y, valid)`` over the whole eval split in order; the last chunk is padded with a real example."""
+        n = self.eval_size
+        chunk = min(chunk, n)
+        stream = self._eval.to_iter_dataset(grain.ReadOptions(num_threads=self.threads, prefetch_buffer_size=chunk))
+        labels = []
+        for x, y in stream.batch(chunk, batch_fn=_stack):
+            valid = len(x)
+            labels.append(y)
+            if valid < chunk:
+                pad = np.full(chunk - valid, valid - 1)
+                x, y = np.concatenate([x, x[pad]]), np.concatenate([y, y[pad]])
+            yield (*self._put(x, y, self._eval_sharding), valid)
+        self.dataset.eval_labels = np.concatenate(labels)
+
+    @property
+    def eval_size(self) -> int:
+        return len(self.dataset.eval_source)
