@@ -157,9 +157,11 @@ class StreamInputs:
         return _stack([self._elements[start + i] for i in range(self.local_batch)])
 
     def _iterator(self, step: int) -> Iterator:
-        ds = self._elements[step * self.local_batch:].to_iter_dataset(
-            grain.ReadOptions(num_threads=self.threads, prefetch_buffer_size=max(1, self.prefetch) * self.local_batch))
-        ds = ds.batch(self.local_batch, drop_remainder=True, batch_fn=_stack)
+        # Batch before going iterable: worker processes take every n-th *batch* and grain interleaves them back
+        # in order, so batch k stays batch k whatever the number of workers (batching after would mix workers).
+        batches = self._elements.batch(self.local_batch, drop_remainder=True, batch_fn=_stack)
+        ds = batches[step:].to_iter_dataset(
+            grain.ReadOptions(num_threads=self.threads, prefetch_buffer_size=max(self.threads, self.prefetch)))
         if self.workers:
             _allow_worker_processes()
             ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=self.workers))
@@ -176,11 +178,25 @@ class StreamInputs:
     def train_batch(self, step: int) -> tuple[jax.Array, jax.Array]:
         """Batch ``step`` on the device, normalised; sequential calls are served from the prefetched stream."""
         if step != self._next_step:  # first call, a resumed run, or random access: restart the stream at ``step``
-            self._iter, self._queue = self._iterator(step), collections.deque()
+            self.close()
+            self._iter = self._iterator(step)
         while len(self._queue) <= self.prefetch:
             self._queue.append(self._put(*next(self._iter), self._train_sharding))
         self._next_step = step + 1
         return self._queue.popleft()
+
+    def close(self) -> None:
+        """Stop the training stream's threads and worker processes (also done on a restart and when collected)."""
+        it, self._iter, self._next_step = self._iter, None, None
+        self._queue.clear()
+        if it is not None and hasattr(it, "close"):
+            it.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: grain's machinery may already be gone
+            pass
 
     def eval_batches(self, chunk: int) -> Iterator[tuple[jax.Array, jax.Array, int]]:
         """``(x, y, valid)`` over the whole eval split in order; the last chunk is padded with a real example."""

@@ -1,0 +1,105 @@
+"""Every preset of the model zoo builds, returns [T, B, C], and matches its paper where that is checkable."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from recbench.config import group_choices
+from recbench.models.accounting import count_params
+from recbench.models.registry import build_model, model_from_config, preset
+from recbench.models.resnet import ResNet
+
+IMAGENET_FAMILIES = ("cornet", "imagenet_resnet")
+
+
+def _shape(cfg):
+    return (64, 64, 3) if cfg.family in IMAGENET_FAMILIES else (32, 32, 1)
+
+
+@pytest.mark.parametrize("name", group_choices("model"))
+def test_every_preset_returns_a_readout_per_step(name):
+    cfg = preset(name)
+    shape = _shape(cfg)
+
+    def forward():
+        m = model_from_config(cfg, num_classes=7, input_shape=shape)
+        return m(jnp.zeros((2, *shape)), train=True), m.trained_steps
+
+    out = jax.eval_shape(forward)[0]
+    expected_t = {"cornet_s": 2, "cornet_z": 1, "hgru": 8, "feedback48": 4}.get(name)
+    if cfg.family in ("cifar_resnet", "imagenet_resnet"):
+        expected_t = 1
+    elif expected_t is None:
+        expected_t = cfg.steps
+    assert out.shape == (expected_t, 2, 7)
+
+
+@pytest.mark.parametrize("name,params", [
+    ("cornet_z", 2_071_656), ("cornet_r", 5_208_936), ("cornet_rt", 5_208_936), ("cornet_s", 53_416_616),
+    ("resnet18", 11_689_512), ("resnet50", 25_557_032),
+    ("b_net", 9_059_434), ("bl_net", 26_833_002),
+])
+def test_parameter_counts_match_the_reference_code(name, params):
+    # CORnet counts are those of dicarlolab/CORnet's PyTorch modules at 1000 classes, summed by hand
+    # (e.g. CORnet-Z: 9472 + 73856 + 295168 + 1180160 + 513000); b_net/bl_net are rcnn-sat's layer sizes.
+    cfg = preset(name)
+    classes = 1000 if cfg.family in IMAGENET_FAMILIES else 10
+    m = nnx.eval_shape(lambda: model_from_config(cfg, num_classes=classes, input_shape=(224, 224, 3)
+                                                 if cfg.family in IMAGENET_FAMILIES else (32, 32, 1)))
+    assert count_params(m) == params
+
+
+@pytest.mark.parametrize("name", ["b_k", "b_f", "b_d"])
+def test_matched_controls_are_feedforward_and_within_5_percent_of_blt(name):
+    target = count_params(build_model("blt"))
+    control = build_model(name)
+    assert abs(count_params(control) - target) <= 0.05 * target
+    assert all(e.kind == "bottom_up" for e in control.spec.edges)
+    assert count_params(build_model(name, target_params=20_000)) == pytest.approx(20_000, rel=0.05)
+
+
+def test_kar_feedback_adds_only_topdown_edges_to_cornet_rt():
+    rt, kar = build_model("cornet_rt", input_shape=(64, 64, 3)), build_model("kar_feedback", input_shape=(64, 64, 3))
+    extra = set(kar.spec.edges) - set(rt.spec.edges)
+    assert {(e.kind, kar.spec.names[e.src], kar.spec.names[e.dst]) for e in extra} == {
+        ("topdown", "IT", "V4"), ("topdown", "V4", "V2"), ("topdown", "V2", "V1")}
+
+
+def _copy_norm(dst, src, dst_row=None, src_row=0):
+    for name in ("scale", "bias", "mean", "var"):
+        d, s = getattr(dst, name), getattr(src, name)[...]
+        value = s[src_row]
+        d.set_value(d[...].at[dst_row].set(value) if dst_row is not None else d[...].at[:].set(value))
+
+
+def test_shared_resnet_equals_one_area_lateral_residual_unroll():
+    """Liao & Poggio: a ResNet stage whose n blocks share weights is a 1-area RNN unrolled n steps."""
+    n = 4
+    rnn = build_model("liao_poggio_1state", steps=n, num_classes=5, input_shape=(16, 16, 3), seed=1)
+    resnet = ResNet(block="basic", stage_blocks=(n,), widths=(16,), strides=(1,), stem="cifar", stem_width=16,
+                    num_classes=5, in_channels=3, shortcut="A", share_weights=True, rngs=nnx.Rngs(2))
+    # Random running statistics everywhere, so a mismatched row cannot hide.
+    rng = np.random.default_rng(0)
+    for path, var in nnx.iter_graph(rnn):
+        if isinstance(var, nnx.BatchStat):
+            var.set_value(jnp.asarray(rng.uniform(0.5, 1.5, var[...].shape), jnp.float32))
+    cell = rnn.areas["S1"].cells[0]
+    resnet.conv1.kernel.set_value(rnn.edges["input_to_stem"].conv.kernel[...])
+    _copy_norm(resnet.bn1, rnn.areas["stem"].cells[0].norm)
+    for blk in resnet.layer1:  # the first block and the shared block carry the same convs
+        blk.conv1.kernel.set_value(cell.conv1.kernel[...])
+        blk.conv2.kernel.set_value(cell.conv2.kernel[...])
+    _copy_norm(resnet.layer1[0].bn1, cell.norm1, src_row=0)
+    _copy_norm(resnet.layer1[0].bn2, cell.norm2, src_row=0)
+    for t in range(n - 1):  # shared block application t is the RNN's step t + 1
+        _copy_norm(resnet.layer1[1].bn1, cell.norm1, dst_row=t, src_row=t + 1)
+        _copy_norm(resnet.layer1[1].bn2, cell.norm2, dst_row=t, src_row=t + 1)
+    resnet.fc.kernel.set_value(rnn.readout.kernel[...])
+    resnet.fc.bias.set_value(rnn.readout.bias[...])
+    x = jax.random.normal(jax.random.key(3), (3, 16, 16, 3))
+    rnn_logits = rnn(x)
+    assert rnn_logits.shape == (n, 3, 5)
+    np.testing.assert_allclose(rnn_logits[-1], resnet(x)[0], rtol=1e-4, atol=1e-5)
+    assert not np.allclose(rnn_logits[-2], rnn_logits[-1])  # earlier steps are shallower nets
