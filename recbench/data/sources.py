@@ -212,9 +212,6 @@ def _check_stock(c: StockConfig) -> None:
 
     spec = SPECS[c.name]
     choice(c.pipeline, "dataset.pipeline", PIPELINES)
-    choice(c.augment, "dataset.augment", AUGMENTATIONS if c.pipeline == "resident" else RECIPES)
-    if hasattr(c, "label_type"):
-        choice(c.label_type, "dataset.label_type", ("fine", "coarse"))
     if c.image_size is not None:
         positive_int(c.image_size, "dataset.image_size")
     if spec.shape is None:
@@ -226,6 +223,9 @@ def _check_stock(c: StockConfig) -> None:
     elif c.pipeline == "resident" and c.image_size not in (None, spec.shape[0]):
         raise ConfigError(f"dataset.image_size={c.image_size}: resident {c.name} keeps its native "
                           f"{spec.shape[0]} px; use dataset.pipeline=stream to resize")
+    choice(c.augment, "dataset.augment", AUGMENTATIONS if c.pipeline == "resident" else RECIPES)
+    if hasattr(c, "label_type"):
+        choice(c.label_type, "dataset.label_type", ("fine", "coarse"))
     if c.variant is not None and spec.variant is None:
         raise ConfigError(f"dataset.variant={c.variant!r}: {c.name} has no variants; leave it null")
     for key, low in (("workers", 0), ("threads", 1), ("prefetch", 0)):

@@ -132,8 +132,9 @@ def needed_files(name: str, variant: str | None = None) -> list[Needed]:
     cls = tfds.builder_cls(name)
     wanted = None
     if name == "imagenette":  # one archive per variant: "160px-v2" -> imagenette2-160.tgz
-        size, _, v2 = (variant or spec.variant).partition("-")
-        wanted = f"imagenette{'2' if v2 else ''}{'' if size == 'full-size' else '-' + size[:-2]}.tgz"
+        v = variant or spec.variant
+        size = v.removesuffix("-v2")
+        wanted = f"imagenette{'2' if v.endswith('-v2') else ''}{'' if size == 'full-size' else '-' + size[:-2]}.tgz"
     return [Needed(info.filename, url, resource.get_dl_fname(url, info.checksum))
             for url, info in sorted(cls.url_infos.items())
             if wanted is None or info.filename == wanted]

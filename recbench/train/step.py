@@ -59,23 +59,23 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, we
 
 
 def make_eval_fn(graphdef: nnx.GraphDef, multilabel: bool) -> Callable:
-    """``eval(params, rest, x, y, steps) -> (logits [T,B,C], loss [T,B], correct [T,B])``."""
+    """``eval(params, rest, x, y, steps, ablate) -> (logits [T,B,C], loss [T,B], correct [T,B])``."""
 
-    @partial(jax.jit, static_argnums=4)
-    def evaluate(params, rest, x, y, steps):
+    @partial(jax.jit, static_argnums=(4, 5))
+    def evaluate(params, rest, x, y, steps, ablate=()):
         model = nnx.merge(graphdef, params, rest, copy=True)
-        logits = model(x, steps=steps, train=False)
+        logits = model(x, steps=steps, ablate=ablate, train=False)
         return logits, per_step_loss(logits, y, multilabel), per_step_correct(logits, y, multilabel)
 
     return evaluate
 
 
 def evaluate_split(evaluate: Callable, state: TrainState, inputs, chunk: int, steps: int | None,
-                   keep_logits: bool = False) -> dict:
+                   keep_logits: bool = False, ablate: tuple[str, ...] = ()) -> dict:
     """Accuracy and loss at every time step over the whole eval split (optionally the per-image logits)."""
     correct, losses, logits_all = [], [], []
     for x, y, valid in inputs.eval_batches(chunk):
-        logits, loss, ok = evaluate(state.params, state.rest, x, y, steps)
+        logits, loss, ok = evaluate(state.params, state.rest, x, y, steps, tuple(ablate))
         correct.append(jax.device_get(ok)[:, :valid])
         losses.append(jax.device_get(loss)[:, :valid])
         if keep_logits:
