@@ -3,7 +3,8 @@
 An *area* is a state at one resolution and width (V1, V2, V4, IT, a ResNet stage). A *transition* (edge)
 carries a source state into a destination area: ``bottom_up`` (area i-1 → i, max-pooled or strided down
 to the destination resolution), ``lateral`` (i → i), ``topdown`` (i+1 → i, upsampled by a transposed conv)
-or ``recall`` (the image, re-injected at every step as in deep-thinking). An edge is a conv, or the
+``recall`` (the image, re-injected at every step as in deep-thinking) or ``skip`` (skip-in-time: a state
+from ``delay`` steps back, as in Zamir et al.'s feedback networks). An edge is a conv, or the
 identity (``kernel=0``: CORnet's "input + state", a ResNet's residual stream). At each time step an area
 combines its incoming edges into a drive — summed, or ``bottom_up * (1 + lateral + topdown)`` when
 ``interaction="multiplicative"`` — and its cell (``recbench.models.cells``) turns drive and previous state
@@ -37,8 +38,8 @@ from flax import nnx
 from recbench.models.cells import CELL_TYPES, CELLS, output_of
 from recbench.models.norms import NormContext, StepNorm
 
-EDGE_KINDS = ("bottom_up", "lateral", "topdown", "recall")
-ABLATABLE = ("lateral", "topdown", "recall")
+EDGE_KINDS = ("bottom_up", "lateral", "topdown", "recall", "skip")
+ABLATABLE = ("lateral", "topdown", "recall", "skip")
 SCHEDULES = ("sequential", "synchronous", "stagewise")
 UNROLL_STRATEGIES = ("auto", "loop", "scan")
 TOPDOWN_RESAMPLE = ("transpose", "nearest")
@@ -74,6 +75,7 @@ class EdgeSpec:
     stride: int = 1  # conv stride; the rest of the resolution drop is max-pooled before the conv
     norm_act: bool = False  # the edge has its own norm + ReLU (CORnet-R/RT input convs)
     bias: bool = False
+    delay: int = 2  # skip-in-time edges: read the source's state from ``delay`` steps back
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ class GraphSpec:
         for e in self.edges:
             _check(e.kind in EDGE_KINDS, f"edge kind must be one of {', '.join(EDGE_KINDS)}, got {e.kind!r}")
             _check(-1 <= e.src < n and 0 <= e.dst < n, f"edge {e} names an area that does not exist")
+            _check(e.kind != "skip" or (e.delay >= 2 and e.src == e.dst), f"skip edge {e} needs src == dst, delay >= 2")
         _check(any(e.src == IMAGE for e in self.edges), "no edge reads the image (src=-1)")
 
     def scale(self, i: int) -> int:
@@ -136,7 +139,7 @@ class GraphSpec:
 
     def edge_name(self, e: EdgeSpec) -> str:
         src = "input" if e.src == IMAGE else self.names[e.src]
-        suffix = "_recall" if e.kind == "recall" else ""
+        suffix = {"recall": "_recall", "skip": f"_skip{e.delay}"}.get(e.kind, "")
         return f"{src}_to_{self.names[e.dst]}{suffix}"
 
 
@@ -254,7 +257,7 @@ class AreaGraph(nnx.Module):
     # -- one area update ---------------------------------------------------------------------------------
     def _update(self, i: int, sources: dict, prev, x, t, ctx: NormContext, ablate: tuple[str, ...]):
         """New state of area ``i`` from ``sources`` (edge → source state or None), or ``prev`` if no drive."""
-        parts = {"bottom_up": [], "lateral": [], "topdown": [], "recall": []}
+        parts = {kind: [] for kind in EDGE_KINDS}
         for e in self.incoming[i]:
             src = x if e.src == IMAGE else sources[e]
             if e.kind in ablate or src is None:
@@ -269,19 +272,22 @@ class AreaGraph(nnx.Module):
             side = -(-x.shape[1] // self.spec.drive_scale(e))
             parts["bottom_up"].append(jnp.zeros((x.shape[0], side, side, self.spec.areas[i].channels), x.dtype))
         bottom = parts["bottom_up"] + parts["recall"]
-        other = parts["lateral"] + parts["topdown"]
+        other = parts["lateral"] + parts["topdown"] + parts["skip"]
         if self.spec.interaction == "multiplicative" and bottom and other:
             drive = sum(bottom) * (1.0 + sum(other))
         else:
             drive = sum(bottom + other)
         return self.areas[self.spec.names[i]](drive, prev, t, ctx)
 
-    def _global_step(self, states: tuple, t, x, ctx: NormContext, ablate) -> tuple:
+    def _global_step(self, states: tuple, t, x, ctx: NormContext, ablate, history: list = ()) -> tuple:
         sequential = self.spec.schedule == "sequential"
         new = list(states)
         for i in range(len(self.spec.areas)):
             sources = {e: (new[e.src] if sequential and e.kind == "bottom_up" else states[e.src])
                        for e in self.incoming[i] if e.src != IMAGE}
+            for e in sources:
+                if e.kind == "skip":  # history[-1] is the previous step; a delay of d reads history[-d]
+                    sources[e] = history[-e.delay][e.src] if len(history) >= e.delay else None
             new[i] = self._update(i, sources, states[i], x, t, ctx, ablate)
         return tuple(new)
 
@@ -303,6 +309,8 @@ class AreaGraph(nnx.Module):
         bad = set(ablate) - set(ABLATABLE)
         _check(not bad, f"ablate takes {', '.join(ABLATABLE)}, got {sorted(bad)}")
         strategy = resolve_unroll(strategy or self.spec.unroll)
+        if any(e.kind == "skip" for e in self.spec.edges):
+            strategy = "loop"  # a skip-in-time edge needs the state history, which the scanned carry does not keep
         ctx = NormContext(train)
         if self.spec.schedule == "stagewise":
             logits = self._stagewise(x, steps, ctx, tuple(ablate), strategy)
@@ -314,10 +322,11 @@ class AreaGraph(nnx.Module):
     def _global(self, x, steps, ctx, ablate, strategy) -> list[jax.Array]:
         batch = x.shape[0]
         states: tuple = (None,) * len(self.spec.areas)
-        logits = []
+        logits, history = [], []
         t = 0
         while t < steps and (strategy == "loop" or any(s is None for s in states)):
-            states = self._global_step(states, t, x, ctx, ablate)
+            history.append(states)
+            states = self._global_step(states, t, x, ctx, ablate, history)
             logits.append(self._readout(states[-1], batch))
             t += 1
         if t < steps:
@@ -334,13 +343,17 @@ class AreaGraph(nnx.Module):
         logits = []
         for i in range(len(self.spec.areas)):
             n = steps if (steps and i == last) else self.spec.area_steps(i)
-            state, s = None, 0
+            state, s, history = None, 0, []
             shared = len(self.areas[self.spec.names[i]].cells) == 1
             while s < n and (strategy == "loop" or state is None or not shared):
                 # the area below feeds this one at its first step only; laterals and recall at every step
+                history.append(state)
                 sources = {e: (finals[e.src] if e.src != i else state) for e in self.incoming[i] if e.src != IMAGE}
                 if s > 0:
                     sources = {e: (v if e.src == i else None) for e, v in sources.items()}
+                for e in sources:
+                    if e.kind == "skip":
+                        sources[e] = history[-e.delay] if len(history) >= e.delay else None
                 state = self._update(i, sources, state, x, s, ctx, ablate)
                 if i == last:
                     logits.append(self._readout(state, batch))

@@ -1,5 +1,7 @@
 """The areas-graph engine: shapes, schedules, rolled vs unrolled, ablation, test-time steps."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -114,3 +116,20 @@ def test_bad_specs_raise_one_line_errors():
         chain_graph((8,), schedule="weird")
     with pytest.raises(ValueError, match="steps must be an integer"):
         chain_graph((8,), steps=0)
+
+
+def test_skip_in_time_reads_the_state_from_delay_steps_back():
+    from recbench.models.accounting import effective_depth
+    from recbench.models.engine import EdgeSpec
+
+    base = chain_graph((8,), steps=5, in_channels=1, num_classes=5, lateral=True)
+    spec = dataclasses.replace(base, edges=base.edges + (EdgeSpec("skip", 0, 0, 0, delay=3),))
+    m = AreaGraph(spec, rngs=nnx.Rngs(0))
+    plain = AreaGraph(base, rngs=nnx.Rngs(0))
+    x = _x()
+    a, b = m(x), plain(x)
+    # Identical until the skip edge first has a source (t = 3), different from then on.
+    np.testing.assert_allclose(a[:3], b[:3], rtol=1e-6)
+    assert not np.allclose(a[3], b[3])
+    np.testing.assert_allclose(m(x, ablate=("skip",)), b, rtol=1e-6)
+    assert effective_depth(m, (16, 16, 1)) == [1, 2, 3, 4, 5]  # the skip path is shorter, never longer

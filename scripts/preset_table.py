@@ -1,0 +1,67 @@
+"""Accounting for every model preset: parameters, FLOPs and effective depth at the default unroll depth.
+
+Usage: python scripts/preset_table.py [--readme README.md]
+Prints a markdown table; with --readme, replaces the block between <!-- presets:start --> and
+<!-- presets:end --> in that file. Each preset is measured at its natural input: 32x32 grayscale digits for the
+small recurrent nets and CIFAR ResNets, 128x128 RGB for the rcnn-sat sizes, 224x224 RGB (1000 classes) for
+CORnet and the ImageNet ResNets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from flax import nnx
+
+import recbench  # noqa: F401  (XLA flags)
+from recbench.config import group_choices
+from recbench.models.accounting import describe
+from recbench.models.registry import model_from_config, preset
+
+
+def natural_input(name: str, family: str) -> tuple[tuple[int, int, int], int]:
+    if family in ("cornet", "imagenet_resnet"):
+        return (224, 224, 3), 1000
+    if name.endswith("_net"):
+        return (128, 128, 3), 565
+    return (32, 32, 1), 10
+
+
+def row(name: str) -> str:
+    cfg = preset(name)
+    shape, classes = natural_input(name, cfg.family)
+    model = nnx.eval_shape(lambda: model_from_config(cfg, num_classes=classes, input_shape=shape))
+    acc = describe(model, shape)
+    t = len(acc["effective_depth"])
+    return (f"| `{name}` | {cfg.family} | {shape[0]}x{shape[1]}x{shape[2]} / {classes} | {acc['params']:,} | {t} | "
+            f"{acc['flops_per_image'][-1] / 1e9:.3f} | {acc['effective_depth'][-1]} |")
+
+
+def table(names: list[str]) -> str:
+    head = ("| preset | family | input / classes | params | time steps | GFLOPs/image to last step | "
+            "effective depth at last step |\n|---|---|---|---:|---:|---:|---:|")
+    lines = [head]
+    for name in names:
+        lines.append(row(name))
+        print(lines[-1], file=sys.stderr, flush=True)
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--readme", type=Path, default=None)
+    parser.add_argument("names", nargs="*")
+    args = parser.parse_args()
+    text = table(args.names or group_choices("model"))
+    if args.readme:
+        readme = args.readme.read_text()
+        block = f"<!-- presets:start -->\n{text}\n<!-- presets:end -->"
+        args.readme.write_text(re.sub(r"<!-- presets:start -->.*<!-- presets:end -->", block, readme, flags=re.S))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
