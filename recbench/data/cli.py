@@ -116,7 +116,8 @@ def show(args: argparse.Namespace) -> None:
     ds = _load(cfg, progress=True)
     images, labels = samples(ds, args.split, args.n)
     names = getattr(ds, "label_names", None)
-    title = " ".join([args.dataset, *args.overrides]) + f"  ({args.split} split, first {len(images)})"
+    shown = [o for o in args.overrides if not o.lstrip("+~").startswith("paths.")]  # where, not what
+    title = " ".join([args.dataset, *shown]) + f"  ({args.split} split, first {len(images)})"
     out = render_grid(images, [caption(y, names) for y in labels], title, args.out or f"{args.dataset}.png")
     print(out)
 

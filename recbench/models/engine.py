@@ -305,7 +305,8 @@ class AreaGraph(nnx.Module):
     def unroll(self, x: jax.Array, *, steps: int | None = None, ablate: tuple[str, ...] = (),
                train: bool = False, strategy: str | None = None) -> list[jax.Array]:
         """Per-step logits, a list of ``[B, C]``. ``steps`` overrides the depth (stagewise: the last area's)."""
-        _check(steps is None or (isinstance(steps, int) and steps >= 1), f"steps must be an integer >= 1, got {steps!r}")
+        _check(steps is None or (isinstance(steps, int) and steps >= 1),
+               f"steps must be an integer >= 1, got {steps!r}")
         bad = set(ablate) - set(ABLATABLE)
         _check(not bad, f"ablate takes {', '.join(ABLATABLE)}, got {sorted(bad)}")
         strategy = resolve_unroll(strategy or self.spec.unroll)

@@ -82,7 +82,7 @@ def test_shared_resnet_equals_one_area_lateral_residual_unroll():
                     num_classes=5, in_channels=3, shortcut="A", share_weights=True, rngs=nnx.Rngs(2))
     # Random running statistics everywhere, so a mismatched row cannot hide.
     rng = np.random.default_rng(0)
-    for path, var in nnx.iter_graph(rnn):
+    for _, var in nnx.iter_graph(rnn):
         if isinstance(var, nnx.BatchStat):
             var.set_value(jnp.asarray(rng.uniform(0.5, 1.5, var[...].shape), jnp.float32))
     cell = rnn.areas["S1"].cells[0]
