@@ -7,6 +7,7 @@ Running the same command again finds the same directory and resumes from its lat
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -103,76 +104,77 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     state = TrainState(params, rest, tx.init(params))
 
-    ckpt = Checkpoints(workdir, tc.keep_checkpoints)
-    start = ckpt.latest_step() if tc.resume else None
-    if start is not None:
-        state = TrainState(**ckpt.restore(start, state.tree()))
-    start = min(start or 0, tc.total_steps)
-    inputs = batches.make_inputs(ds, batch_size=tc.batch_size, seed=cfg.seed)
-    train_step = make_train_step(graphdef, tx, weights, ds.multilabel)
-    evaluate = make_eval_fn(graphdef, ds.multilabel)
-    logger = RunLogger(workdir, resolved, wandb_cfg=resolved["logger"]["wandb"], console=console.enabled,
-                       group=cfg.name)
-    info = {"model": cfg.model.name, "dataset": cfg.dataset.name, "time_steps": steps, **accounting,
-            "device": device_name()}
-    logger.event("resume" if start else "start", start, **info)
-    console.header(info, workdir, start)
+    with contextlib.ExitStack() as cleanup:  # close the logger and checkpoints even on a crash
+        ckpt = Checkpoints(workdir, tc.keep_checkpoints)
+        cleanup.callback(ckpt.close)
+        start = ckpt.latest_step() if tc.resume else None
+        if start is not None:
+            state = TrainState(**ckpt.restore(start, state.tree()))
+        start = min(start or 0, tc.total_steps)
+        inputs = batches.make_inputs(ds, batch_size=tc.batch_size, seed=cfg.seed)
+        train_step = make_train_step(graphdef, tx, weights, ds.multilabel)
+        evaluate = make_eval_fn(graphdef, ds.multilabel)
+        logger = RunLogger(workdir, resolved, wandb_cfg=resolved["logger"]["wandb"], console=console.enabled,
+                           group=cfg.name)
+        cleanup.callback(logger.close)
+        info = {"model": cfg.model.name, "dataset": cfg.dataset.name, "time_steps": steps, **accounting,
+                "device": device_name()}
+        logger.event("resume" if start else "start", start, **info)
+        console.header(info, workdir, start)
 
-    train_time, timed_images, t_prev, first_step_s, last_logged = 0.0, 0, None, None, start
-    with console.progress(tc.total_steps, start) as bar:
-        for step in range(start, tc.total_steps):
-            if t_prev is None:
-                t_prev = time.time()
-            state, metrics = train_step(state, *inputs.train_batch(step))
-            done = step + 1
-            if done % tc.log_every == 0 or done == tc.total_steps or first_step_s is None:
-                metrics = jax.device_get(metrics)
-                now = time.time()
-                if first_step_s is None:  # the first step includes compilation: keep it out of img/s
-                    first_step_s = now - t_prev
-                else:
-                    train_time += now - t_prev
-                    timed_images += (done - last_logged) * tc.batch_size
-                t_prev, last_logged = now, done
-                img_s = timed_images / train_time if train_time else 0.0
-                logger.event("train", done, loss=float(metrics["loss"]), lr=float(lr(step)),
-                             grad_norm=float(metrics["grad_norm"]),
-                             accuracy_per_step=[float(a) for a in metrics["accuracy_per_step"]],
-                             loss_per_step=[float(v) for v in metrics["loss_per_step"]], images_per_s=img_s)
-                bar.update(done, loss=float(metrics["loss"]), img_s=img_s)
-            if done % tc.eval_every == 0 and done < tc.total_steps:
-                ev = evaluate_split(evaluate, state, inputs, tc.eval_batch_size, None)
-                logger.event("eval", done, accuracy_per_step=ev["accuracy_per_step"],
-                             loss_per_step=ev["loss_per_step"])
-                bar.note(f"step {done}: test accuracy per step " + console.fmt(ev["accuracy_per_step"]))
-                t_prev = time.time()
-            if done % tc.checkpoint_every == 0 or done == tc.total_steps:
-                ckpt.save(done, state.tree())
-                t_prev = time.time()
-    ckpt.close()
+        train_time, timed_images, t_prev, first_step_s, last_logged = 0.0, 0, None, None, start
+        with console.progress(tc.total_steps, start) as bar:
+            for step in range(start, tc.total_steps):
+                if t_prev is None:
+                    t_prev = time.time()
+                state, metrics = train_step(state, *inputs.train_batch(step))
+                done = step + 1
+                if done % tc.log_every == 0 or done == tc.total_steps or first_step_s is None:
+                    metrics = jax.device_get(metrics)
+                    now = time.time()
+                    if first_step_s is None:  # the first step includes compilation: keep it out of img/s
+                        first_step_s = now - t_prev
+                    else:
+                        train_time += now - t_prev
+                        timed_images += (done - last_logged) * tc.batch_size
+                    t_prev, last_logged = now, done
+                    img_s = timed_images / train_time if train_time else 0.0
+                    logger.event("train", done, loss=float(metrics["loss"]), lr=float(lr(step)),
+                                 grad_norm=float(metrics["grad_norm"]),
+                                 accuracy_per_step=[float(a) for a in metrics["accuracy_per_step"]],
+                                 loss_per_step=[float(v) for v in metrics["loss_per_step"]], images_per_s=img_s)
+                    bar.update(done, loss=float(metrics["loss"]), img_s=img_s)
+                if done % tc.eval_every == 0 and done < tc.total_steps:
+                    ev = evaluate_split(evaluate, state, inputs, tc.eval_batch_size, None)
+                    logger.event("eval", done, accuracy_per_step=ev["accuracy_per_step"],
+                                 loss_per_step=ev["loss_per_step"])
+                    bar.note(f"step {done}: test accuracy per step " + console.fmt(ev["accuracy_per_step"]))
+                    t_prev = time.time()
+                if done % tc.checkpoint_every == 0 or done == tc.total_steps:
+                    ckpt.save(done, state.tree())
+                    t_prev = time.time()
 
-    keep_logits = tc.save_predictions and steps * inputs.eval_size * ds.num_classes <= MAX_SAVED_LOGITS
-    ev = evaluate_split(evaluate, state, inputs, tc.eval_batch_size, None, keep_logits=keep_logits)
-    logger.event("eval", tc.total_steps, accuracy_per_step=ev["accuracy_per_step"],
-                 loss_per_step=ev["loss_per_step"])
-    if tc.save_predictions:
-        extra = {"logits": ev["logits"].astype(np.float16)} if keep_logits else {}
-        np.savez_compressed(workdir / "predictions.npz", correct=ev["correct"], labels=ds.test[1], **extra)
-    summary = {
-        **info,
-        "accuracy_per_step": ev["accuracy_per_step"],
-        "final_accuracy": ev["accuracy_per_step"][-1],
-        "best_step_accuracy": max(ev["accuracy_per_step"]),
-        "loss_per_step": ev["loss_per_step"],
-        "train_steps": tc.total_steps,
-        "resumed_from": start,
-        "wall_time_s": round(time.time() - t_start, 2),
-        "first_step_s": round(first_step_s, 2) if first_step_s is not None else None,
-        "images_per_s": round(timed_images / train_time, 1) if train_time else None,
-        "workdir": str(workdir),
-    }
-    (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    logger.summary(summary)
-    logger.close()
-    console.final(summary)
+        keep_logits = tc.save_predictions and steps * inputs.eval_size * ds.num_classes <= MAX_SAVED_LOGITS
+        ev = evaluate_split(evaluate, state, inputs, tc.eval_batch_size, None, keep_logits=keep_logits)
+        logger.event("eval", tc.total_steps, accuracy_per_step=ev["accuracy_per_step"],
+                     loss_per_step=ev["loss_per_step"])
+        if tc.save_predictions:
+            extra = {"logits": ev["logits"].astype(np.float16)} if keep_logits else {}
+            np.savez_compressed(workdir / "predictions.npz", correct=ev["correct"], labels=ds.test[1], **extra)
+        summary = {
+            **info,
+            "accuracy_per_step": ev["accuracy_per_step"],
+            "final_accuracy": ev["accuracy_per_step"][-1],
+            "best_step_accuracy": max(ev["accuracy_per_step"]),
+            "loss_per_step": ev["loss_per_step"],
+            "train_steps": tc.total_steps,
+            "resumed_from": start,
+            "wall_time_s": round(time.time() - t_start, 2),
+            "first_step_s": round(first_step_s, 2) if first_step_s is not None else None,
+            "images_per_s": round(timed_images / train_time, 1) if train_time else None,
+            "workdir": str(workdir),
+        }
+        (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        logger.summary(summary)
+        console.final(summary)
     return summary
