@@ -280,7 +280,9 @@ class AreaGraph(nnx.Module):
         return self.areas[self.spec.names[i]](drive, prev, t, ctx)
 
     def _global_step(self, states: tuple, t, x, ctx: NormContext, ablate, history: list = ()) -> tuple:
-        sequential = self.spec.schedule == "sequential"
+        # CORnet-R's first step: only V1 sees input; higher areas run on zeros rather than reading V1's output
+        first_zero = self.spec.zero_absent and isinstance(t, int) and t == 0
+        sequential = self.spec.schedule == "sequential" and not first_zero
         new = list(states)
         for i in range(len(self.spec.areas)):
             sources = {e: (new[e.src] if sequential and e.kind == "bottom_up" else states[e.src])
