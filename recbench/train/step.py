@@ -52,7 +52,7 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, we
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {"loss": loss, "loss_per_step": losses, "accuracy_per_step": correct,
-                   "grad_norm": optax.global_norm(grads)}
+                   "grad_norm": optax.tree.norm(grads)}
         return TrainState(params, rest, opt_state), metrics
 
     return step
