@@ -34,6 +34,7 @@ def plot(table: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, (ax_t, ax_f) = plt.subplots(1, 2, figsize=(10, 4))
     for model in dict.fromkeys(r["model"] for r in table):
@@ -43,6 +44,7 @@ def plot(table: list[dict], path: Path) -> None:
         ax_f.plot([r["flops_per_image"] / 1e6 for r in mine], [r["accuracy"] for r in mine], marker="o", label=label)
     ax_t.set(xlabel="time step (readout)", ylabel="test accuracy", title="accuracy at every time step")
     ax_f.set(xlabel="MFLOPs per image to reach the readout", ylabel="test accuracy", title="accuracy vs compute")
+    ax_t.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax_t.legend(fontsize=8)
     for ax in (ax_t, ax_f):
         ax.grid(alpha=0.3)
