@@ -4,6 +4,7 @@ import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ["WANDB_MODE"] = "disabled"
+os.environ["RECBENCH_OFFLINE"] = "1"  # never probe dataset hosts from tests
 os.environ.setdefault("JAX_ENABLE_COMPILATION_CACHE", "false")
 
 import pytest  # noqa: E402

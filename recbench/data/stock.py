@@ -192,12 +192,23 @@ def ensure_prepared(name: str, data_dir: str, *, variant: str | None = None, pro
     config = tfds.download.DownloadConfig(try_download_gcs=False, manual_dir=os.fspath(manual))
     if progress:
         print(f"recbench: building {tfds_name(name, variant)} into {b.data_dir}", file=sys.stderr)
+    _hide_gpus_from_tensorflow()
     try:
         with _quiet_tfds(progress):
             b.download_and_prepare(file_format="array_record", download_config=config)
     except Exception as e:
         raise ConfigError(f"building {tfds_name(name, variant)} into {b.data_dir} failed: {_first_line(e)}") from None
     return b
+
+
+def _hide_gpus_from_tensorflow() -> None:
+    """A full TF build would otherwise grab the accelerator's memory before JAX can (flax/big_vision do the same)."""
+    try:
+        import tensorflow as tf
+
+        tf.config.set_visible_devices([], "GPU")
+    except Exception:  # tensorflow-cpu, or devices already initialised: nothing to hide
+        pass
 
 
 def random_access(b: Any) -> bool:
