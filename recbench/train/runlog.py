@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -80,12 +81,12 @@ def _init_wandb(workdir: Path, cfg: dict, wandb_cfg: dict, mode: str, group: str
     import wandb
 
     id_file = workdir / "wandb_id.txt"
-    run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+    run_id = id_file.read_text().strip() if id_file.exists() else secrets.token_hex(4)
     id_file.write_text(run_id)
     run = wandb.init(project=wandb_cfg["project"], entity=wandb_cfg.get("entity"), group=group,
                      name=workdir.name, id=run_id, resume="allow", mode=mode, dir=str(workdir),
                      config=cfg, tags=list(wandb_cfg.get("tags") or []),
-                     settings=wandb.Settings(start_method="thread", console="off"))
+                     settings=wandb.Settings(console="off"))
     run.define_metric("train/step")
     run.define_metric("train/*", step_metric="train/step")
     run.define_metric("eval/*", step_metric="train/step")
