@@ -48,9 +48,10 @@ class ArrayDataset:
 
 
 @dataclass(frozen=True)
-class DigitDebrisConfig:
+class ProceduralConfig:
+    """What every generated stimulus set has: a size, split sizes, a seed, an augmentation recipe."""
+
     name: str
-    level: str = "light"
     image_size: int = 32
     num_train: int = 10_000
     num_test: int = 2_000
@@ -59,14 +60,13 @@ class DigitDebrisConfig:
 
 
 @dataclass(frozen=True)
-class DigitClutterConfig:
-    name: str
+class DigitDebrisConfig(ProceduralConfig):
+    level: str = "light"
+
+
+@dataclass(frozen=True)
+class DigitClutterConfig(ProceduralConfig):
     n_digits: int = 3
-    image_size: int = 32
-    num_train: int = 10_000
-    num_test: int = 2_000
-    seed: int = 0
-    augment: str = "none"
 
 
 def _check_sizes(c) -> None:
@@ -133,14 +133,9 @@ PATHFINDER_LABELS = ("different", "same")  # label 1: both markers sit on the en
 
 
 @dataclass(frozen=True)
-class PathfinderConfig:
-    name: str
-    image_size: int = 32
+class PathfinderConfig(ProceduralConfig):
     contour_length: int = 14
     num_train: int = 20_000
-    num_test: int = 2_000
-    seed: int = 0
-    augment: str = "none"
 
 
 def _check_pathfinder(c: PathfinderConfig) -> None:
