@@ -43,8 +43,7 @@ def evaluate_run(run_dir: str | Path, *, steps: int | None = None, ablate: tuple
     like = TrainState(params, rest, tx.init(params))
     state = TrainState(**ckpt.restore(step, like.tree()))
     ckpt.close()
-    inputs = batches.DeviceInputs(ds, batch_size=min(int(cfg.trainer.batch_size), ds.train[0].shape[0]),
-                                  seed=int(cfg.seed))
+    inputs = batches.make_inputs(ds, batch_size=int(cfg.trainer.batch_size), seed=int(cfg.seed))
     ev = evaluate_split(make_eval_fn(graphdef, ds.multilabel), state, inputs, chunk, steps, ablate=tuple(ablate))
     return {"run_dir": str(run_dir), "checkpoint_step": step, "trained_steps": model.trained_steps,
             "steps": steps or model.trained_steps, "ablate": list(ablate),
