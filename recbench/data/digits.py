@@ -261,6 +261,19 @@ def _add_debris(
         )
 
 
+def check_int(name: str, value: object, low: int, high: int | None = None) -> int:
+    """An integer in ``low..high`` (bools and floats refused), or a one-line ValueError naming the range."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | np.integer)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        bound = f">= {low}" if high is None else f"in {low}..{high}"
+        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
+    return int(value)
+
+
 def _check_common(n: int, seed: int, image_size: int, start: int) -> None:
     """Validate the shared arguments (image_size is capped so glyph rasters stay a few MB)."""
     for key, val, low, high in (
@@ -269,14 +282,7 @@ def _check_common(n: int, seed: int, image_size: int, start: int) -> None:
         ("image_size", image_size, 16, 256),
         ("start", start, 0, None),
     ):
-        if (
-            isinstance(val, bool)
-            or not isinstance(val, int | np.integer)
-            or val < low
-            or (high is not None and val > high)
-        ):
-            bound = f">= {low}" if high is None else f"in {low}..{high}"
-            raise ValueError(f"{key} must be an integer {bound}, got {val!r}")
+        check_int(key, val, low, high)
 
 
 def render_debris(

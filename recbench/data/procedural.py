@@ -52,16 +52,7 @@ def split_seed(seed: int, split: str) -> int:
     return int(np.random.SeedSequence([int(seed), _SPLITS.index(split)]).generate_state(1, np.uint64)[0])
 
 
-def _check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | np.integer)
-        or value < low
-        or (high is not None and value > high)
-    ):
-        bound = f">= {low}" if high is None else f"in {low}..{high}"
-        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
-    return int(value)
+_check_int = digits.check_int
 
 
 @dataclasses.dataclass(eq=False)
