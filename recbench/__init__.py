@@ -12,7 +12,7 @@ from recbench.env import configure_xla_cpu
 configure_xla_cpu()
 
 __version__ = "0.1.0"
-__all__ = ["build_model", "__version__"]
+__all__ = ["build_model", "load_torch_weights", "__version__"]
 
 
 def build_model(name: str, **kwargs):
@@ -29,5 +29,3 @@ def load_torch_weights(model, source):
 
     return _load(model, source)
 
-
-__all__.append("load_torch_weights")
