@@ -86,7 +86,7 @@ def _init_wandb(workdir: Path, cfg: dict, wandb_cfg: dict, mode: str, group: str
     run = wandb.init(project=wandb_cfg["project"], entity=wandb_cfg.get("entity"), group=group,
                      name=workdir.name, id=run_id, resume="allow", mode=mode, dir=str(workdir),
                      config=cfg, tags=list(wandb_cfg.get("tags") or []),
-                     settings=wandb.Settings(console="off"))
+                     settings=wandb.Settings(console="off", quiet=True))
     run.define_metric("train/step")
     run.define_metric("train/*", step_metric="train/step")
     run.define_metric("eval/*", step_metric="train/step")
