@@ -72,13 +72,21 @@ def pad_crop_flip(image: np.ndarray, rng: np.random.Generator, pad: int = 4) -> 
 
 
 @dataclass(frozen=True)
-class TrainTransform:
-    """``(example, rng) -> (image uint8 [size, size, C], label)`` for one recipe."""
+class _Transform:
+    """One recipe at one output size, reading an example dict's image and label keys."""
 
     recipe: str
     size: int
     image_key: str = "image"
     label_key: str = "label"
+
+    def _pair(self, image: np.ndarray, example: dict) -> tuple[np.ndarray, np.ndarray]:
+        return np.ascontiguousarray(image, np.uint8), np.asarray(example[self.label_key])
+
+
+@dataclass(frozen=True)
+class TrainTransform(_Transform):
+    """``(example, rng) -> (image uint8 [size, size, C], label)`` for one recipe."""
 
     def __call__(self, example: dict, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         image = np.asarray(example[self.image_key])
@@ -89,22 +97,17 @@ class TrainTransform:
             image = _to_size(image, self.size)
             if self.recipe == "flip_crop":
                 image = pad_crop_flip(image, rng)
-        return np.ascontiguousarray(image, np.uint8), np.asarray(example[self.label_key])
+        return self._pair(image, example)
 
 
 @dataclass(frozen=True)
-class EvalTransform:
+class EvalTransform(_Transform):
     """``example -> (image, label)``: the deterministic view used for evaluation and statistics."""
-
-    recipe: str
-    size: int
-    image_key: str = "image"
-    label_key: str = "label"
 
     def __call__(self, example: dict) -> tuple[np.ndarray, np.ndarray]:
         image = np.asarray(example[self.image_key])
         image = center_crop(image, self.size) if self.recipe == "imagenet" else _to_size(image, self.size)
-        return np.ascontiguousarray(image, np.uint8), np.asarray(example[self.label_key])
+        return self._pair(image, example)
 
 
 def _to_size(image: np.ndarray, size: int) -> np.ndarray:
