@@ -13,7 +13,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import recbench  # noqa: F401  (sets XLA flags before JAX starts)
-from recbench.config import ConfigError, compose_train, group_choices, register
+from recbench.config import CONFIG_PATH, ConfigError, compose_train, group_choices, register
 
 register()
 
@@ -100,7 +100,7 @@ def validate_config(cfg: DictConfig) -> None:
     resolve_wandb_mode(cfg.logger.wandb.mode)
 
 
-@hydra.main(config_path="configs", config_name="train", version_base="1.3")
+@hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")
 def _train_app(cfg: DictConfig) -> float:
     import logging
 

@@ -12,12 +12,16 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from importlib import resources
 from typing import Any
 
+import numpy as np
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-CONFIG_DIR = Path(__file__).parent / "configs"
+# The Hydra config tree lives at the top of the repository (configs/) and is installed as the package
+# ``recbench.configs`` (pyproject.toml maps the folder); this is the one place that locates it.
+CONFIG_MODULE = "recbench.configs"
+CONFIG_PATH = f"pkg://{CONFIG_MODULE}"
 
 
 class ConfigError(ValueError):
@@ -120,10 +124,16 @@ def family_config(cls: type, cfg: DictConfig | dict, what: str) -> Any:
     return cls(**data)
 
 
-def positive_int(value: Any, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{key} must be a positive integer, got {value!r}")
-    return value
+def check_int(key: str, value: Any, low: int = 1, high: int | None = None) -> int:
+    """An integer in ``low..high`` (bools and floats refused), or a one-line :class:`ConfigError` naming the range."""
+    if (isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low
+            or (high is not None and value > high)):
+        if high is not None:
+            rule = f"an integer in {low}..{high}"
+        else:
+            rule = "a positive integer" if low == 1 else f"an integer >= {low}"
+        raise ConfigError(f"{key} must be {rule}, got {value!r}")
+    return int(value)
 
 
 def choice(value: Any, key: str, valid: tuple[str, ...] | list[str]) -> str:
@@ -132,18 +142,25 @@ def choice(value: Any, key: str, valid: tuple[str, ...] | list[str]) -> str:
     return value
 
 
+def _config_files():
+    return resources.files(CONFIG_MODULE)
+
+
 def group_choices(group: str) -> list[str]:
     """The YAML options of a config group, for error messages."""
-    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+    folder = _config_files() / group
+    if not folder.is_dir():
+        return []
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
 def load_option(group: str, name: str) -> DictConfig:
     """One YAML option of a group with its defaults list applied (``defaults: [other_option, _self_]``),
     without touching Hydra's global state, so it is safe inside a running Hydra job."""
-    path = CONFIG_DIR / group / f"{name}.yaml"
-    if not path.exists():
+    path = _config_files() / group / f"{name}.yaml"
+    if not path.is_file():
         raise ConfigError(f"unknown {group} {name!r}; choose one of: {', '.join(group_choices(group))}")
-    node = OmegaConf.load(path)
+    node = OmegaConf.create(path.read_text())
     defaults = node.pop("defaults", [])
     merged = OmegaConf.create()
     for entry in defaults:
@@ -153,11 +170,11 @@ def load_option(group: str, name: str) -> DictConfig:
 
 def compose_train(overrides: list[str]) -> DictConfig:
     """Compose the training config as Hydra would, outside a Hydra app (tests, notebooks, recbench-info)."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
     register()
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         return compose(config_name="train", overrides=list(overrides))

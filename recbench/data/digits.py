@@ -47,6 +47,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from recbench.config import check_int
+
 __all__ = ["DEBRIS_LEVELS", "GENERATOR_VERSION", "N_CLASSES", "render_clutter", "render_debris"]
 
 #: Bump when the rendered pixels change, so cached tfds datasets land in a new version folder.
@@ -259,19 +261,6 @@ def _add_debris(
             templates[k][cr : cr + d, cc : cc + d],
             where=masks[k][cr : cr + d, cc : cc + d],
         )
-
-
-def check_int(name: str, value: object, low: int, high: int | None = None) -> int:
-    """An integer in ``low..high`` (bools and floats refused), or a one-line ValueError naming the range."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | np.integer)
-        or value < low
-        or (high is not None and value > high)
-    ):
-        bound = f">= {low}" if high is None else f"in {low}..{high}"
-        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
-    return int(value)
 
 
 def _check_common(n: int, seed: int, image_size: int, start: int) -> None:

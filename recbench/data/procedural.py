@@ -52,7 +52,7 @@ def split_seed(seed: int, split: str) -> int:
     return int(np.random.SeedSequence([int(seed), _SPLITS.index(split)]).generate_state(1, np.uint64)[0])
 
 
-_check_int = digits.check_int
+from recbench.config import check_int as _check_int
 
 
 @dataclasses.dataclass(eq=False)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from omegaconf import DictConfig
 
-from recbench.config import ConfigError, choice, family_config, positive_int
+from recbench.config import ConfigError, choice, family_config, check_int
 
 AUGMENTATIONS = ("none", "flip_crop")  # what the device-resident pipeline can do inside jit
 DIGIT_NAMES = tuple("0123456789")
@@ -70,9 +70,9 @@ class DigitClutterConfig(ProceduralConfig):
 
 
 def _check_sizes(c) -> None:
-    positive_int(c.num_train, "dataset.num_train")
-    positive_int(c.num_test, "dataset.num_test")
-    positive_int(c.image_size, "dataset.image_size")
+    check_int("dataset.num_train", c.num_train)
+    check_int("dataset.num_test", c.num_test)
+    check_int("dataset.image_size", c.image_size)
     choice(c.augment, "dataset.augment", AUGMENTATIONS)
 
 
@@ -208,7 +208,7 @@ def _check_stock(c: StockConfig) -> None:
     spec = SPECS[c.name]
     choice(c.pipeline, "dataset.pipeline", PIPELINES)
     if c.image_size is not None:
-        positive_int(c.image_size, "dataset.image_size")
+        check_int("dataset.image_size", c.image_size)
     if spec.shape is None:
         if c.pipeline == "resident":
             raise ConfigError(f"dataset.pipeline=resident needs images of one size; {c.name} must stream "
@@ -224,9 +224,7 @@ def _check_stock(c: StockConfig) -> None:
     if c.variant is not None and spec.variant is None:
         raise ConfigError(f"dataset.variant={c.variant!r}: {c.name} has no variants; leave it null")
     for key, low in (("workers", 0), ("threads", 1), ("prefetch", 0)):
-        v = getattr(c, key)
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise ConfigError(f"dataset.{key} must be an integer >= {low}, got {v!r}")
+        check_int(f"dataset.{key}", getattr(c, key), low)
 
 
 def _stock_meta(c: StockConfig) -> tuple[tuple[int, int, int], int]:

@@ -16,7 +16,7 @@ from typing import Any
 from flax import nnx
 from omegaconf import DictConfig, OmegaConf
 
-from recbench.config import ConfigError, choice, family_config, load_option, positive_int
+from recbench.config import ConfigError, choice, family_config, load_option, check_int
 from recbench.models import presets
 from recbench.models.engine import AreaGraph, GraphSpec
 from recbench.models.matching import MATCH_KINDS, chain_params, match_control
@@ -90,7 +90,7 @@ ENGINE_FAMILIES: dict[str, tuple[type, Callable[[Any, int, Shape], GraphSpec]]] 
 def _cifar_resnet(c: CifarResNetConfig, num_classes: int, input_shape: Shape, rngs: nnx.Rngs | None):
     from recbench.models.resnet import cifar_resnet
 
-    positive_int(c.depth, "model.depth")
+    check_int("model.depth", c.depth)
     if (c.depth - 2) % 6:
         raise ConfigError(f"model.depth={c.depth} is not 6n+2; use 20, 32, 44, 56, 110, ...")
     choice(c.norm, "model.norm", ("bn", "group", "none"))
@@ -127,7 +127,7 @@ def _parse(cfg: DictConfig | dict):
     schema = (ENGINE_FAMILIES.get(family) or MODULE_FAMILIES[family])[0]
     c = family_config(schema, cfg, f"model {cfg.get('name')}")
     if hasattr(c, "steps"):
-        positive_int(c.steps, "model.steps")
+        check_int("model.steps", c.steps)
     return family, c
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from flax import nnx
 from omegaconf import DictConfig, OmegaConf
 
-from recbench.config import ConfigError, OptimConfig, TrainerConfig, positive_int
+from recbench.config import ConfigError, OptimConfig, TrainerConfig, check_int
 from recbench.data.sources import load_dataset
 from recbench.models.accounting import describe
 from recbench.models.registry import model_from_config
@@ -43,7 +43,7 @@ def device_name() -> str:
 
 def _check_trainer(t: TrainerConfig) -> None:
     for key in ("total_steps", "batch_size", "eval_every", "eval_batch_size", "log_every", "checkpoint_every"):
-        positive_int(getattr(t, key), f"trainer.{key}")
+        check_int(f"trainer.{key}", getattr(t, key))
 
 
 def _prepare_workdir(workdir: Path, resolved: dict, resume: bool) -> None:
