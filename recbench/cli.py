@@ -13,7 +13,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import recbench  # noqa: F401  (sets XLA flags before JAX starts)
-from recbench.config import CONFIG_PATH, ConfigError, compose_train, group_choices, register
+from recbench.config import CONFIG_PATH, ConfigError, compose_train, group_choices, name_presets, register
 
 register()
 
@@ -110,8 +110,10 @@ def _train_app(cfg: DictConfig) -> float:
 
     for name in ("jax", "absl", "orbax", "tensorflow_datasets"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    runtime = HydraConfig.get().runtime
+    name_presets(cfg, dict(runtime.choices))
     try:
-        summary = train_and_evaluate(cfg, HydraConfig.get().runtime.output_dir)
+        summary = train_and_evaluate(cfg, runtime.output_dir)
     except ConfigError as e:
         fail(str(e))
     return summary["final_accuracy"]

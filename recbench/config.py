@@ -16,7 +16,7 @@ from importlib import resources
 from typing import Any
 
 import numpy as np
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
 # The Hydra config tree lives at the top of the repository (configs/) and is installed as the package
 # ``recbench.configs`` (pyproject.toml maps the folder); this is the one place that locates it.
@@ -154,7 +154,7 @@ def group_choices(group: str) -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def load_option(group: str, name: str) -> DictConfig:
+def load_option(group: str, name: str, *, _base: bool = False) -> DictConfig:
     """One YAML option of a group with its defaults list applied (``defaults: [other_option, _self_]``),
     without touching Hydra's global state, so it is safe inside a running Hydra job."""
     path = _config_files() / group / f"{name}.yaml"
@@ -164,8 +164,24 @@ def load_option(group: str, name: str) -> DictConfig:
     defaults = node.pop("defaults", [])
     merged = OmegaConf.create()
     for entry in defaults:
-        merged = OmegaConf.merge(merged, node if entry == "_self_" else load_option(group, entry))
-    return merged if "_self_" in defaults else OmegaConf.merge(merged, node)
+        merged = OmegaConf.merge(merged, node if entry == "_self_" else load_option(group, entry, _base=True))
+    merged = merged if "_self_" in defaults else OmegaConf.merge(merged, node)
+    if group in NAMED_GROUPS and not _base and not merged.get("name"):
+        merged.name = name
+    return merged
+
+
+NAMED_GROUPS = ("model",)  # a preset of these groups is named after its file unless it sets ``name``
+
+
+def name_presets(cfg: DictConfig, choices: dict) -> DictConfig:
+    """Fill ``model.name`` from the option Hydra chose (``model=blt`` -> ``blt``) where the preset sets none."""
+    for group in NAMED_GROUPS:
+        node = cfg.get(group)
+        if node is not None and not node.get("name") and choices.get(group):
+            with open_dict(node):
+                node.name = choices[group]
+    return cfg
 
 
 def compose_train(overrides: list[str]) -> DictConfig:
@@ -177,4 +193,8 @@ def compose_train(overrides: list[str]) -> DictConfig:
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides))
+        cfg = compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
+    choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return name_presets(cfg, choices)
