@@ -79,24 +79,21 @@ def check_overrides(overrides: list[str]) -> list[DictConfig]:
 
 
 def validate_config(cfg: DictConfig) -> None:
+    """Every section checked by the module that owns it, before anything is built."""
+    from recbench.config import OptimConfig, TrainerConfig, as_schema
     from recbench.data.sources import dataset_meta
     from recbench.models.registry import validate_model_config
-    from recbench.train.loop import _check_trainer
-    from recbench.train.objectives import LOSS_OVER_STEPS
-    from recbench.train.optim import OPTIMIZERS, SCHEDULES
+    from recbench.train.loop import validate_trainer
+    from recbench.train.objectives import validate_objective
+    from recbench.train.optim import validate_optim
     from recbench.train.runlog import resolve_wandb_mode
 
     shape, num_classes = dataset_meta(cfg.dataset)
     validate_model_config(cfg.model, shape, num_classes)
-    _check_trainer(cfg.trainer)
-    if cfg.trainer.loss_over_steps not in LOSS_OVER_STEPS:
-        raise ConfigError(f"trainer.loss_over_steps={cfg.trainer.loss_over_steps!r} is not valid; choose one of: "
-                          f"{', '.join(LOSS_OVER_STEPS)}")
-    if cfg.optim.name not in OPTIMIZERS:
-        raise ConfigError(f"optim.name={cfg.optim.name!r} is not valid; choose one of: {', '.join(OPTIMIZERS)}")
-    if cfg.optim.schedule not in SCHEDULES:
-        raise ConfigError(f"optim.schedule={cfg.optim.schedule!r} is not valid; choose one of: "
-                          f"{', '.join(SCHEDULES)}")
+    trainer = as_schema(cfg.trainer, TrainerConfig)
+    validate_trainer(trainer)
+    validate_objective(trainer.loss_over_steps, tuple(trainer.step_weights))
+    validate_optim(as_schema(cfg.optim, OptimConfig))
     resolve_wandb_mode(cfg.logger.wandb.mode)
 
 

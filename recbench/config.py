@@ -99,11 +99,38 @@ def register() -> None:
         OmegaConf.register_new_resolver("run_dirname", run_dirname)
 
 
-def run_dirname(overrides: str) -> str:
-    """A run's folder name from its overrides: the same command finds the same folder (and resumes)."""
-    if not overrides:
+# Config keys (and the keys below them) that may change when a run is resumed: they say how long to train, how
+# often to log, evaluate and checkpoint, and where output goes, not what is trained. The same list keeps them out
+# of the run directory's name, so `trainer.total_steps=2000` on a finished 1000-step run continues it.
+RESUME_FREE = ("trainer.total_steps", "trainer.eval_every", "trainer.log_every", "trainer.checkpoint_every",
+               "trainer.progress", "trainer.resume", "trainer.keep_checkpoints", "trainer.eval_batch_size",
+               "trainer.save_predictions", "logger", "paths", "name")
+# Not in the directory name either: the experiment preset names its folder through ``name``.
+_DIRNAME_FREE = (*RESUME_FREE, "experiment")
+_MAX_DIRNAME = 200
+
+
+def resume_free(key: str, free: tuple[str, ...] = RESUME_FREE) -> bool:
+    """Whether a dotted config key (``trainer.total_steps``, ``logger.wandb.mode``) may change on resume."""
+    return any(key == k or key.startswith(k + ".") for k in free)
+
+
+def run_dirname(overrides) -> str:
+    """A run's folder name from its command-line overrides (Hydra's ``overrides.task``): the same command, in
+    any order, finds the same folder (and resumes); overrides that may change on resume are left out."""
+    import hashlib
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides([str(o) for o in overrides])
+    kept = sorted(o.input_line for o in parsed
+                  if not resume_free(o.key_or_group, _DIRNAME_FREE))
+    if not kept:
         return "default"
-    return re.sub(r"[^A-Za-z0-9_.,=+-]", "_", overrides)[:200]
+    name = re.sub(r"[^A-Za-z0-9_.,=+-]", "_", ",".join(kept))
+    if len(name) > _MAX_DIRNAME:  # long sweeps: keep a readable prefix and tell runs apart by a hash
+        name = name[: _MAX_DIRNAME - 9] + "-" + hashlib.sha1(name.encode()).hexdigest()[:8]
+    return name
 
 
 def family_config(cls: type, cfg: DictConfig | dict, what: str) -> Any:
@@ -124,6 +151,14 @@ def family_config(cls: type, cfg: DictConfig | dict, what: str) -> Any:
     return cls(**data)
 
 
+def as_schema(node: Any, schema: type) -> Any:
+    """A config section as its dataclass, whether it comes typed (a composed config) or untyped (a run's saved
+    ``config.yaml``); unknown keys and wrong types raise."""
+    if isinstance(node, schema):
+        return node
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
+
+
 def check_int(key: str, value: Any, low: int = 1, high: int | None = None) -> int:
     """An integer in ``low..high`` (bools and floats refused), or a one-line :class:`ConfigError` naming the range."""
     if (isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low
@@ -138,7 +173,7 @@ def check_int(key: str, value: Any, low: int = 1, high: int | None = None) -> in
 
 def choice(value: Any, key: str, valid: tuple[str, ...] | list[str]) -> str:
     if value not in valid:
-        raise ConfigError(f"{key}={value!r} is not valid; choose one of: {', '.join(valid)}")
+        raise ConfigError(f"{key}={value!r} is not valid; choose one of: {', '.join(map(str, valid))}")
     return value
 
 

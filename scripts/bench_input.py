@@ -4,7 +4,7 @@
     python scripts/bench_input.py --rounds 1 --steps 10 --data-dir ~/tensorflow_datasets
 
 Measures, on this machine:
-1. resident (``DeviceInputs``): gather + augment + normalise inside jit, for digit debris (the default dataset) and a
+1. resident (``ResidentInputs``): gather + augment + normalise inside jit, for digit debris (the default dataset) and a
    CIFAR-sized synthetic set with ``flip_crop``;
 2. streaming (``StreamInputs``): grain over ``tfds`` ArrayRecord sources (digit debris as built by recbench, and a
    synthetic CIFAR-sized set written to a temp dir), with threads and with worker processes;
@@ -31,34 +31,25 @@ import numpy as np
 def _synthetic_builder(n: int):
     """A CIFAR-sized set (32x32x3 uint8, raw Tensor feature) written as ArrayRecord without TensorFlow."""
     import tensorflow_datasets as tfds
-    from tensorflow_datasets.core import dataset_metadata
 
-    class SyntheticCifar(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    from recbench.data.tfds_base import GeneratedBuilder
+
+    class SyntheticCifar(GeneratedBuilder, skip_registration=True):
+        """Uniform-noise CIFAR-sized images with cyclic labels: benchmark data, nothing to learn."""
+
         VERSION = tfds.core.Version("1.0.0")
         RELEASE_NOTES: ClassVar[dict] = {"1.0.0": "benchmark data"}
 
-        @classmethod
-        def get_metadata(cls):  # tfds would look for README/CITATIONS next to this script
-            return dataset_metadata.DatasetMetadata(description="synthetic", citation="", tags=[])
+        def _image_shape(self):
+            return (32, 32, 3)
 
-        def _log_download_bytes(self):  # silence "Downloading and preparing ... Unknown size"
-            pass
+        def _label_feature(self):
+            return tfds.features.ClassLabel(num_classes=10)
 
-        def _log_download_done(self):
-            pass
-
-        def _info(self):
-            return self.dataset_info_from_configs(features=tfds.features.FeaturesDict({
-                "image": tfds.features.Tensor(shape=(32, 32, 3), dtype=np.uint8),
-                "label": tfds.features.ClassLabel(num_classes=10)}))
-
-        def _split_generators(self, dl_manager):
-            return {"train": self._generate_examples(n, 0), "test": self._generate_examples(max(n // 5, 1), 1)}
-
-        def _generate_examples(self, count, seed):
-            rng = np.random.default_rng(seed)
-            for i in range(count):
-                yield i, {"image": rng.integers(0, 256, (32, 32, 3), dtype=np.uint8), "label": i % 10}
+        def _batches(self, split):
+            count = n if split == "train" else max(n // 5, 1)
+            rng = np.random.default_rng(self.SPLITS.index(split))
+            yield rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8), np.arange(count) % 10
 
     return SyntheticCifar
 
@@ -83,25 +74,14 @@ def delivered(inputs, steps: int, batch: int) -> float:
 
 
 class DefaultJob:
-    """The default config's model, optimizer and jitted train step (as ``train_and_evaluate`` builds them)."""
+    """The default config's model, optimizer and jitted train step, built by the trainer's own run builder."""
 
-    def __init__(self, cfg, ds):
-        from flax import nnx
+    def __init__(self, cfg, data_dir: str):
+        from recbench.train.run import build_run
 
-        from recbench.models.registry import model_from_config
-        from recbench.train.objectives import step_weights
-        from recbench.train.optim import make_optimizer
-        from recbench.train.step import TrainState, make_train_step
-
-        tc, oc = cfg.trainer, cfg.optim
-        model = model_from_config(cfg.model, num_classes=ds.num_classes, input_shape=ds.image_shape, seed=0)
-        steps = model(np.zeros((1, *ds.image_shape), np.float32), train=False).shape[0]
-        tx, _ = make_optimizer(oc, tc.total_steps)
-        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-        self.state = TrainState(params, rest, tx.init(params))
-        self.step = make_train_step(graphdef, tx, step_weights(tc.loss_over_steps, steps, tuple(tc.step_weights)),
-                                    ds.multilabel)
-        self.model_name, self.time_steps = cfg.model.name, steps
+        run = build_run(cfg, data_dir=data_dir, progress=False)
+        self.state, self.step = run.state, run.train_step
+        self.model_name, self.time_steps = cfg.model.name, run.time_steps
 
     def timed_step(self, batch) -> float:
         """Seconds for one train step fed by ``batch()`` (the pipeline call included), blocking at the end."""
@@ -132,7 +112,6 @@ def main() -> None:
     from recbench.data import procedural
     from recbench.data.sources import ArrayDataset, load_dataset
     from recbench.data.stream import StreamInputs
-    from recbench.train.batches import DeviceInputs
 
     absl_logging.set_verbosity(absl_logging.ERROR)
     tmp = tempfile.mkdtemp(prefix="bench_input_")
@@ -149,17 +128,15 @@ def main() -> None:
                          (rng.integers(0, 256, (1000, 32, 32, 3), np.uint8), rng.integers(0, 10, 1000)),
                          num_classes=10, augment="flip_crop")
     params = {k: cfg.dataset[k] for k in ("image_size", "num_train", "num_test", "seed")}
-    debris_builder = procedural.DigitDebris(data_dir=data_dir, config=procedural.make_config(
-        "digit_debris", level=cfg.dataset.level, **params).name)
-    synth = _synthetic_builder(args.synthetic_n)(data_dir=tmp, file_format="array_record")
+    debris_builder = procedural.builder("digit_debris", data_dir=data_dir, level=cfg.dataset.level, **params)
+    synth = _synthetic_builder(args.synthetic_n)(data_dir=tmp)
     t = time.perf_counter()
-    with procedural._quiet_tfds(progress=False):
-        synth.download_and_prepare()
+    synth.build(progress=False)
     print(f"built synthetic CIFAR-sized ArrayRecord ({args.synthetic_n} images) in {time.perf_counter() - t:.1f} s")
 
     pipelines = {
-        "resident digit_debris (none)": lambda: DeviceInputs(debris, batch_size=b, seed=0),
-        "resident CIFAR-sized 50k (flip_crop)": lambda: DeviceInputs(cifar, batch_size=b, seed=0),
+        "resident digit_debris (none)": lambda: debris.pipeline(batch_size=b, seed=0),
+        "resident CIFAR-sized 50k (flip_crop)": lambda: cifar.pipeline(batch_size=b, seed=0),
         f"stream digit_debris ArrayRecord ({args.threads} threads)": lambda: StreamInputs(
             stream_dataset("debris", debris_builder, "none", args.threads, 0), batch_size=b, seed=0),
         f"stream CIFAR-sized ArrayRecord flip_crop ({args.threads} threads)": lambda: StreamInputs(
@@ -177,8 +154,8 @@ def main() -> None:
     for name, v in rates.items():
         print(f"  {name:58s} {statistics.median(v):10,.0f} img/s   (range {min(v):,.0f}-{max(v):,.0f})")
 
-    job = DefaultJob(cfg, debris)
-    resident = DeviceInputs(debris, batch_size=b, seed=0)
+    job = DefaultJob(cfg, data_dir)
+    resident = debris.pipeline(batch_size=b, seed=0)
     streamed = StreamInputs(stream_dataset("debris", debris_builder, "none", args.threads, 0), batch_size=b, seed=0)
     fixed = resident.train_batch(0)
     feeds = {"fixed": lambda k: fixed, "resident": resident.train_batch, "stream": streamed.train_batch}

@@ -53,17 +53,6 @@ def compose(dataset: str, overrides: list[str]):
     return cfg
 
 
-def samples(ds, split: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``n`` images and labels of a split, as the model sees them (streamed sets: the eval view)."""
-    if hasattr(ds, "train_source"):  # StreamDataset
-        source = ds.train_source if split == "train" else ds.eval_source
-        view = ds.eval_view()
-        items = [view(source[i]) for i in range(min(n, len(source)))]
-        return np.stack([x for x, _ in items]), np.stack([y for _, y in items])
-    images, labels = ds.train if split == "train" else ds.test
-    return images[:n], labels[:n]
-
-
 def caption(label: np.ndarray, names: tuple[str, ...] | None) -> str:
     label = np.asarray(label)
     if label.ndim:  # multi-hot: every class present
@@ -114,7 +103,7 @@ def show(args: argparse.Namespace) -> None:
     if args.n < 1:
         raise ConfigError(f"--n must be a positive integer, got {args.n}")
     ds = _load(cfg, progress=True)
-    images, labels = samples(ds, args.split, args.n)
+    images, labels = ds.samples(args.split, args.n)
     names = getattr(ds, "label_names", None)
     shown = [o for o in args.overrides if not o.lstrip("+~").startswith("paths.")]  # where, not what
     title = " ".join([args.dataset, *shown]) + f"  ({args.split} split, first {len(images)})"

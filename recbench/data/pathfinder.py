@@ -1,4 +1,4 @@
-"""Procedural Pathfinder (Linsley et al. 2018; LRA variant): numpy generator plus a TF-free tfds builder.
+"""Procedural Pathfinder (Linsley et al. 2018; LRA variant): the numpy generator (its tfds builder: procedural.py).
 
 Why procedural: LRA's files cannot be fetched offline, and recbench needs image size and contour length as
 knobs. Rules: ``drewlinsley/pathfinder`` (snakes.py, snakes2.py, snakes2_wrapper.py); per-size settings: the
@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import tensorflow_datasets as tfds
-from absl import logging as absl_logging
-from tensorflow_datasets.core.utils import tqdm_utils
+
+from recbench.config import check_int, choice
+
+__all__ = ["CONTOUR_LENGTHS", "GEOMETRY", "Geometry", "render_pathfinder", "render_pathfinder_chunks",
+           "render_pathfinder_with_meta"]
 
 CONTOUR_LENGTHS = (6, 9, 14)
 _K, _M = 16, 16  # candidate headings per growth step; candidate seed paddles per seeding try
@@ -311,19 +312,29 @@ def _render_chunk(n: int, seed: int, stream: int, chunk: int, size: int, contour
     return images, labels, meta
 
 
+_CHOICES = {"image_size": tuple(GEOMETRY), "contour_length": CONTOUR_LENGTHS}
+
+
 def _check(**values: Any) -> None:
-    """One-line ValueError naming the valid choices; ints only (14.0 would break the integer maths)."""
-    valid = {"image_size": sorted(GEOMETRY), "contour_length": list(CONTOUR_LENGTHS)}
-    for key, v in values.items():
-        ok = isinstance(v, int | np.integer) and not isinstance(v, bool)
-        if not ok or (v not in valid[key] if key in valid else v < (1 if key.startswith("num_") else 0)):
-            rule = valid.get(key, f"an int >= {1 if key.startswith('num_') else 0}")
-            raise ValueError(f"pathfinder: {key}={v!r}; valid: {rule}")
+    """One-line ConfigError; ints only (14.0 would break the integer maths), sizes and lengths from their tables."""
+    for key, value in values.items():
+        check_int(key, value, low=0)
+        if key in _CHOICES:
+            choice(str(value), key, tuple(str(v) for v in _CHOICES[key]))
 
 
 def _chunks(n: int, size: int) -> list[tuple[int, int]]:
     step = GEOMETRY[size].chunk
     return [(c, min(step, n - c * step)) for c in range((n + step - 1) // step)]
+
+
+def render_pathfinder_chunks(n: int, *, seed: int, image_size: int = 32, contour_length: int = 14,
+                             stream: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``render_pathfinder`` as (images, labels) chunks, so a builder never holds a whole split in memory."""
+    _check(image_size=image_size, contour_length=contour_length, n=n, seed=seed, stream=stream)
+    for c, k in _chunks(n, image_size):
+        images, labels, _ = _render_chunk(k, seed, stream, c, image_size, contour_length)
+        yield images, labels
 
 
 def render_pathfinder_with_meta(n: int, *, seed: int, image_size: int = 32, contour_length: int = 14,
@@ -349,104 +360,8 @@ def render_pathfinder(n: int, *, seed: int, image_size: int = 32, contour_length
     Same (n, seed, stream) gives byte-identical output (same numpy build). Images are grown in chunks of
     ``GEOMETRY[size].chunk`` that share one random stream, so whole chunks do not depend on n but a partial last
     chunk does. Labels are balanced within each chunk. ``stream`` gives independent sequences for one seed; the
-    builder uses 0 for train and 1 for test.
+    builder (``procedural.Pathfinder``) uses 0 for train and 1 for test.
     """
     images, labels, _ = render_pathfinder_with_meta(n, seed=seed, image_size=image_size,
                                                     contour_length=contour_length, stream=stream)
     return images, labels
-
-
-_PARAMS = ("image_size", "contour_length", "num_train", "num_test", "seed")
-
-
-@dataclasses.dataclass(eq=False)
-class PathfinderConfig(tfds.core.BuilderConfig):
-    """Build parameters. ``name`` encodes all of them, so each variant gets its own cache folder."""
-
-    image_size: int = 32
-    contour_length: int = 14
-    num_train: int = 20000
-    num_test: int = 2000
-    seed: int = 0
-
-
-def make_config(**params: Any) -> PathfinderConfig:
-    """Check ``params`` (a subset of ``_PARAMS``) and return a named config. Raises ValueError with one line."""
-    if unknown := sorted(set(params) - set(_PARAMS)):
-        raise ValueError(f"pathfinder: unknown parameter(s) {unknown}; valid: {list(_PARAMS)}")
-    p = {f.name: f.default for f in dataclasses.fields(PathfinderConfig) if f.name in _PARAMS} | params
-    _check(**p)
-    p = {k: int(v) for k, v in p.items()}
-    name = f"{p['image_size']}px-len{p['contour_length']}-n{p['num_train']}-{p['num_test']}-s{p['seed']}"
-    return PathfinderConfig(name=name, description="procedural Pathfinder", **p)
-
-
-class Pathfinder(tfds.core.GeneratorBasedBuilder):
-    """Pathfinder stored as array_record, so building and reading it need no TensorFlow."""
-
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "numpy re-implementation of snakes2 with the LRA per-size settings"}
-    BUILDER_CONFIGS = [make_config()]
-
-    def __init__(self, *, file_format: str = "array_record", **kwargs: Any) -> None:
-        super().__init__(file_format=file_format, **kwargs)
-
-    def _log_download_bytes(self) -> None:  # tfds prints "Downloading ... Unknown size"; nothing downloads
-        pass
-
-    def _log_download_done(self) -> None:  # prepare() announces the build itself
-        pass
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        size = self.builder_config.image_size
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description="Pathfinder: are both markers on the same dashed curve? (Linsley et al. 2018; LRA)",
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Tensor(shape=(size, size, 1), dtype=np.uint8),
-                "label": tfds.features.ClassLabel(num_classes=2),
-            }),
-            supervised_keys=("image", "label"),
-            disable_shuffling=True,  # keep generation order: split[i] == render_pathfinder(...)[i]
-        )
-
-    def _split_generators(self, dl_manager: Any) -> dict[str, Iterator]:
-        cfg = self.builder_config
-        return {"train": self._generate_examples(cfg.num_train, 0), "test": self._generate_examples(cfg.num_test, 1)}
-
-    def _generate_examples(self, n: int, stream: int) -> Iterator[tuple[int, dict[str, Any]]]:
-        cfg = self.builder_config
-        for c, k in _chunks(n, cfg.image_size):
-            images, labels, _ = _render_chunk(k, cfg.seed, stream, c, cfg.image_size, cfg.contour_length)
-            for i in range(k):
-                yield c * GEOMETRY[cfg.image_size].chunk + i, {"image": images[i], "label": int(labels[i])}
-
-
-def prepare(*, data_dir: str, progress: bool = True, **params: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Build the variant under ``data_dir`` unless it is there, then load both splits into numpy.
-
-    Returns ``{"train": (x, y), "test": (x, y)}``; x uint8 [N, H, W, 1], y int64 [N]. Train and test equal
-    ``render_pathfinder(N, seed=seed, stream=0)`` and ``stream=1`` with the same image_size and contour_length.
-    """
-    cfg = make_config(**params)
-    verbosity = absl_logging.get_verbosity()
-    absl_logging.set_verbosity(absl_logging.ERROR)  # "Using custom data configuration ..." on every call
-    try:  # tfds refuses a custom config named like a predefined one, so pass that one by name
-        builder = Pathfinder(config=cfg.name if cfg.name in Pathfinder.builder_configs else cfg, data_dir=data_dir)
-        if not builder.is_prepared():
-            if progress:
-                print(f"recbench: generating pathfinder/{cfg.name} into {data_dir}", file=sys.stderr)
-            bars = tqdm_utils._active  # tfds has no getter; restore the caller's setting afterwards
-            tfds.display_progress_bar(progress and bars)
-            try:
-                builder.download_and_prepare()
-            finally:
-                tfds.display_progress_bar(bars)
-    finally:
-        absl_logging.set_verbosity(verbosity)
-    out = {}
-    for split in ("train", "test"):
-        src = builder.as_data_source(split=split)
-        items = src.__getitems__(range(len(src)))
-        out[split] = (np.stack([it["image"] for it in items]), np.array([it["label"] for it in items], np.int64))
-    return out

@@ -1,9 +1,10 @@
-"""The dataset registry: a ``dataset`` config node in, a dataset the input pipeline can serve out.
+"""The dataset registry: a ``dataset`` config node in, a :class:`recbench.data.pipeline.Dataset` out.
 
-Two pipelines, one interface (``recbench.train.batches.make_inputs`` picks):
+Two kinds of dataset, one interface (each serves batches through its own :meth:`pipeline`):
 
 * ``resident``: small datasets (every procedural set, CIFAR, MNIST, SVHN) are loaded whole into numpy once as an
-  :class:`ArrayDataset` and then live on the device; batching, shuffling and augmentation happen inside jit.
+  :class:`ArrayDataset` and then live on the device (:mod:`recbench.data.resident`); batching, shuffling and
+  augmentation happen inside jit.
 * ``stream``: large ones (Imagenette, ImageNet) stay on disk as ArrayRecord and are read, decoded and augmented
   by grain worker threads as a :class:`recbench.data.stream.StreamDataset`.
 
@@ -19,9 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 from omegaconf import DictConfig
 
-from recbench.config import ConfigError, choice, family_config, check_int
+from recbench.config import ConfigError, check_int, choice, family_config
+from recbench.data.pipeline import InputPipeline, channel_stats
+from recbench.data.resident import AUGMENTATIONS, ResidentInputs
 
-AUGMENTATIONS = ("none", "flip_crop")  # what the device-resident pipeline can do inside jit
+STAT_SAMPLES = 10_000  # training images that estimate the per-channel mean and std
 DIGIT_NAMES = tuple("0123456789")
 
 
@@ -41,10 +44,17 @@ class ArrayDataset:
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.train[0].shape[1:])
 
-    def channel_stats(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-channel mean and std of the training images in [0, 1], for input normalisation."""
-        x = self.train[0][: 10_000].astype(np.float32) / 255.0
-        return x.mean(axis=(0, 1, 2)), np.maximum(x.std(axis=(0, 1, 2)), 1e-3)
+    @property
+    def num_train(self) -> int:
+        return len(self.train[0])
+
+    def pipeline(self, *, batch_size: int, seed: int) -> InputPipeline:
+        return ResidentInputs(self.train, self.test, stats=channel_stats(self.train[0][:STAT_SAMPLES]),
+                              augment=self.augment, batch_size=batch_size, seed=seed)
+
+    def samples(self, split: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+        images, labels = self.train if split == "train" else self.test
+        return images[:n], labels[:n]
 
 
 @dataclass(frozen=True)
@@ -76,15 +86,6 @@ def _check_sizes(c) -> None:
     choice(c.augment, "dataset.augment", AUGMENTATIONS)
 
 
-def _procedural(name: str, data_dir: str, progress: bool, **params) -> dict:
-    from recbench.data import procedural
-
-    try:
-        return procedural.prepare(name, data_dir=data_dir, progress=progress, **params)
-    except ValueError as e:
-        raise ConfigError(f"dataset {name}: {e}") from None
-
-
 def _check_debris(c: DigitDebrisConfig) -> None:
     from recbench.data.digits import DEBRIS_LEVELS
 
@@ -92,39 +93,9 @@ def _check_debris(c: DigitDebrisConfig) -> None:
     choice(c.level, "dataset.level", tuple(DEBRIS_LEVELS))
 
 
-def _load_debris(c: DigitDebrisConfig, data_dir: str, progress: bool) -> ArrayDataset:
-    splits = _procedural("digit_debris", data_dir, progress, level=c.level, image_size=c.image_size,
-                         num_train=c.num_train, num_test=c.num_test, seed=c.seed)
-    return ArrayDataset(c.name, splits["train"], splits["test"], num_classes=10, augment=c.augment,
-                        label_names=DIGIT_NAMES)
-
-
 def _check_clutter(c: DigitClutterConfig) -> None:
     _check_sizes(c)
     choice(c.n_digits, "dataset.n_digits", (3, 4, 5))
-
-
-def _load_clutter(c: DigitClutterConfig, data_dir: str, progress: bool) -> ArrayDataset:
-    splits = _procedural("digit_clutter", data_dir, progress, n_digits=c.n_digits, image_size=c.image_size,
-                         num_train=c.num_train, num_test=c.num_test, seed=c.seed)
-    return ArrayDataset(c.name, splits["train"], splits["test"], num_classes=10, multilabel=True,
-                        augment=c.augment, label_names=DIGIT_NAMES)
-
-
-def _digits_meta(c) -> tuple[tuple[int, int, int], int]:
-    return (c.image_size, c.image_size, 1), 10
-
-
-def _describe_procedural(c, data_dir: str) -> dict:
-    from recbench.data import procedural
-
-    params = {k: getattr(c, k) for k in ("image_size", "num_train", "num_test", "seed")}
-    params.update({"level": c.level} if c.name == "digit_debris" else {"n_digits": c.n_digits})
-    config = procedural.make_config(c.name, **params)
-    cls = procedural.DATASETS[c.name][0]
-    b = cls(data_dir=data_dir, config=config.name if config.name in cls.builder_configs else config)
-    return {"tfds_name": f"{c.name}/{config.name}", "location": str(b.data_dir), "prepared": b.is_prepared(),
-            "splits": {"train": c.num_train, "test": c.num_test}, "label_names": list(DIGIT_NAMES)}
 
 
 # --- Pathfinder (Linsley et al. 2018; LRA): are both markers on one dashed curve? Binary labels. ---------------
@@ -142,35 +113,56 @@ def _check_pathfinder(c: PathfinderConfig) -> None:
     from recbench.data.pathfinder import CONTOUR_LENGTHS, GEOMETRY
 
     _check_sizes(c)
-    for key, valid in (("image_size", sorted(GEOMETRY)), ("contour_length", list(CONTOUR_LENGTHS))):
-        if getattr(c, key) not in valid:
-            raise ConfigError(f"dataset.{key}={getattr(c, key)!r} is not valid; choose one of: "
-                              f"{', '.join(map(str, valid))}")
+    choice(c.image_size, "dataset.image_size", sorted(GEOMETRY))
+    choice(c.contour_length, "dataset.contour_length", CONTOUR_LENGTHS)
 
 
-def _pathfinder_params(c: PathfinderConfig) -> dict:
-    return {k: getattr(c, k) for k in ("image_size", "contour_length", "num_train", "num_test", "seed")}
+# --- What the three generated sets share: built by recbench.data.procedural, held resident --------------------
 
 
-def _load_pathfinder(c: PathfinderConfig, data_dir: str, progress: bool) -> ArrayDataset:
-    from recbench.data import pathfinder
+@dataclass(frozen=True)
+class _Generated:
+    params: tuple[str, ...]  # the config fields that are generation parameters, beyond the common four
+    num_classes: int
+    labels: tuple[str, ...]
+    multilabel: bool = False
 
+
+_GENERATED = {
+    "digit_debris": _Generated(("level",), 10, DIGIT_NAMES),
+    "digit_clutter": _Generated(("n_digits",), 10, DIGIT_NAMES, multilabel=True),
+    "pathfinder": _Generated(("contour_length",), 2, PATHFINDER_LABELS),
+}
+
+
+def _generation_params(c: ProceduralConfig) -> dict:
+    keys = ("image_size", "num_train", "num_test", "seed", *_GENERATED[c.name].params)
+    return {k: getattr(c, k) for k in keys}
+
+
+def _generated_meta(c: ProceduralConfig) -> tuple[tuple[int, int, int], int]:
+    return (c.image_size, c.image_size, 1), _GENERATED[c.name].num_classes
+
+
+def _load_generated(c: ProceduralConfig, data_dir: str, progress: bool) -> ArrayDataset:
+    from recbench.data import procedural
+
+    g = _GENERATED[c.name]
     try:
-        splits = pathfinder.prepare(data_dir=data_dir, progress=progress, **_pathfinder_params(c))
+        splits = procedural.prepare(c.name, data_dir=data_dir, progress=progress, **_generation_params(c))
     except ValueError as e:
-        raise ConfigError(f"dataset pathfinder: {e}") from None
-    return ArrayDataset(c.name, splits["train"], splits["test"], num_classes=2, augment=c.augment,
-                        label_names=PATHFINDER_LABELS)
+        raise ConfigError(f"dataset {c.name}: {e}") from None
+    return ArrayDataset(c.name, splits["train"], splits["test"], num_classes=g.num_classes, multilabel=g.multilabel,
+                        augment=c.augment, label_names=g.labels)
 
 
-def _describe_pathfinder(c: PathfinderConfig, data_dir: str) -> dict:
-    from recbench.data import pathfinder
+def _describe_generated(c: ProceduralConfig, data_dir: str) -> dict:
+    from recbench.data import procedural
 
-    config = pathfinder.make_config(**_pathfinder_params(c))
-    b = pathfinder.Pathfinder(data_dir=data_dir,
-                              config=config.name if config.name in pathfinder.Pathfinder.builder_configs else config)
-    return {"tfds_name": f"pathfinder/{config.name}", "location": str(b.data_dir), "prepared": b.is_prepared(),
-            "splits": {"train": c.num_train, "test": c.num_test}, "label_names": list(PATHFINDER_LABELS)}
+    b = procedural.builder(c.name, data_dir=data_dir, **_generation_params(c))
+    return {"tfds_name": f"{c.name}/{b.builder_config.name}", "location": str(b.data_dir),
+            "prepared": b.is_prepared(), "splits": {"train": c.num_train, "test": c.num_test},
+            "label_names": list(_GENERATED[c.name].labels)}
 
 
 # --- Stock tfds sets (recbench.data.stock) ---------------------------------------------------------------------
@@ -283,11 +275,10 @@ class DatasetEntry:
 
 
 DATASETS: dict[str, DatasetEntry] = {
-    "digit_debris": DatasetEntry(DigitDebrisConfig, _check_debris, _digits_meta, _load_debris, _describe_procedural),
-    "digit_clutter": DatasetEntry(DigitClutterConfig, _check_clutter, _digits_meta, _load_clutter,
-                                  _describe_procedural),
-    "pathfinder": DatasetEntry(PathfinderConfig, _check_pathfinder, lambda c: ((c.image_size, c.image_size, 1), 2),
-                               _load_pathfinder, _describe_pathfinder),
+    **{name: DatasetEntry(schema, check, _generated_meta, _load_generated, _describe_generated)
+       for name, schema, check in (("digit_debris", DigitDebrisConfig, _check_debris),
+                                   ("digit_clutter", DigitClutterConfig, _check_clutter),
+                                   ("pathfinder", PathfinderConfig, _check_pathfinder))},
     **{name: DatasetEntry(Cifar100Config if name == "cifar100" else StockConfig, _check_stock, _stock_meta,
                           _load_stock, _describe_stock)
        for name in ("cifar10", "cifar100", "mnist", "fashion_mnist", "svhn_cropped", "imagenette", "imagenet2012")},

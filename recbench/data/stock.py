@@ -90,10 +90,10 @@ def builder(name: str, data_dir: str | os.PathLike[str], variant: str | None = N
     """The code builder, never a copy found on GCS (``try_gcs=False``)."""
     import tensorflow_datasets as tfds
 
-    from recbench.data.procedural import _quiet_tfds
+    from recbench.data.tfds_base import quiet_tfds
 
     try:
-        with _quiet_tfds(True):  # absl warns about unbuilt variant folders here too
+        with quiet_tfds(True):  # absl warns about unbuilt variant folders here too
             return tfds.builder(tfds_name(name, variant), data_dir=os.path.expanduser(os.fspath(data_dir)),
                                 try_gcs=False)
     except Exception as e:  # unknown builder config, unreadable dataset_info.json, ...
@@ -101,9 +101,9 @@ def builder(name: str, data_dir: str | os.PathLike[str], variant: str | None = N
 
 
 def is_prepared(b: Any) -> bool:
-    from recbench.data.procedural import _quiet_tfds
+    from recbench.data.tfds_base import quiet_tfds
 
-    with _quiet_tfds(True):  # absl warns "Variant folder ... has no dataset_info.json" for every unbuilt set
+    with quiet_tfds(True):  # absl warns "Variant folder ... has no dataset_info.json" for every unbuilt set
         return b.is_prepared()
 
 
@@ -180,7 +180,7 @@ def ensure_prepared(name: str, data_dir: str, *, variant: str | None = None, pro
     """The builder of a prepared dataset: found on disk, or built now into ``data_dir`` as ArrayRecord."""
     import tensorflow_datasets as tfds
 
-    from recbench.data.procedural import _quiet_tfds
+    from recbench.data.tfds_base import quiet_tfds
 
     b = builder(name, data_dir, variant)
     if is_prepared(b):
@@ -194,7 +194,7 @@ def ensure_prepared(name: str, data_dir: str, *, variant: str | None = None, pro
         print(f"recbench: building {tfds_name(name, variant)} into {b.data_dir}", file=sys.stderr)
     _hide_gpus_from_tensorflow()
     try:
-        with _quiet_tfds(progress):
+        with quiet_tfds(progress):
             b.download_and_prepare(file_format="array_record", download_config=config)
     except Exception as e:
         raise ConfigError(f"building {tfds_name(name, variant)} into {b.data_dir} failed: {_first_line(e)}") from None

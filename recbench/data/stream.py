@@ -1,8 +1,7 @@
 """The streaming pipeline: grain over random-access sources, for datasets too large to live on the device.
 
-It has the interface of the device-resident pipeline (``recbench.train.batches.DeviceInputs``): ``steps_per_epoch``,
-``train_batch(step) -> (x, y)``, ``eval_batches(chunk) -> (x, y, valid)`` and ``eval_size``, so the trainer does
-not know which one it drives (``batches.make_inputs`` picks).
+:class:`StreamInputs` implements :class:`recbench.data.pipeline.InputPipeline`, as the device-resident pipeline
+does, so the trainer does not know which one it drives (a :class:`StreamDataset` hands out this one).
 
 * **Order.** The training stream is a grain ``MapDataset``: this process's shard of the source, shuffled afresh
   every epoch, augmented with a generator seeded by ``(seed, position)``. Batch ``k`` is therefore a pure function
@@ -30,18 +29,9 @@ import numpy as np
 
 from recbench.config import ConfigError
 from recbench.data.augment import EvalTransform, TrainTransform
+from recbench.data.pipeline import channel_stats, check_batch_size, normalise
 
 STAT_SAMPLES = 256  # training images used to estimate the per-channel mean and std
-
-
-@dataclass(frozen=True)
-class SplitShape:
-    """Shape-only stand-in for a split's image array: the trainer reads ``ds.train[0].shape[0]`` for its size."""
-
-    shape: tuple[int, ...]
-
-    def __len__(self) -> int:
-        return self.shape[0]
 
 
 @dataclass
@@ -61,18 +51,26 @@ class StreamDataset:
     threads: int = 4
     prefetch: int = 2
     multilabel: bool = False
-    eval_labels: np.ndarray | None = None  # recorded by the first complete pass of ``eval_batches``
+    recorded_eval_labels: np.ndarray | None = None  # recorded by the first complete pass of ``eval_batches``
 
     @property
-    def train(self) -> tuple[SplitShape, None]:
-        return SplitShape((len(self.train_source), *self.image_shape)), None
+    def num_train(self) -> int:
+        return len(self.train_source)
 
-    @property
-    def test(self) -> tuple[SplitShape, np.ndarray]:
+    def pipeline(self, *, batch_size: int, seed: int) -> StreamInputs:
+        return StreamInputs(self, batch_size=batch_size, seed=seed)
+
+    def eval_labels(self) -> np.ndarray:
         """Eval labels in split order; read from the source only if no evaluation pass has recorded them."""
-        if self.eval_labels is None:
-            self.eval_labels = np.asarray([self.eval_source[i][self.label_key] for i in range(len(self.eval_source))])
-        return SplitShape((len(self.eval_source), *self.image_shape)), self.eval_labels
+        if self.recorded_eval_labels is None:
+            self.recorded_eval_labels = np.asarray([self.eval_source[i][self.label_key]
+                                                    for i in range(len(self.eval_source))])
+        return self.recorded_eval_labels
+
+    def samples(self, split: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+        source = self.train_source if split == "train" else self.eval_source
+        view = self.eval_view()
+        return _stack([view(source[i]) for i in range(min(n, len(source)))])
 
     def eval_view(self) -> EvalTransform:
         return EvalTransform(self.augment, self.image_shape[0], self.image_key, self.label_key)
@@ -80,13 +78,11 @@ class StreamDataset:
     def train_view(self) -> TrainTransform:
         return TrainTransform(self.augment, self.image_shape[0], self.image_key, self.label_key)
 
-    def channel_stats(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-channel mean and std in [0, 1] from evenly spaced training images (the eval view), for normalising."""
+    def stats_sample(self) -> np.ndarray:
+        """Evenly spaced training images (the eval view) that estimate the normalisation statistics."""
         n = len(self.train_source)
         view = self.eval_view()
-        idx = np.linspace(0, n - 1, min(n, STAT_SAMPLES)).astype(int)
-        x = np.stack([view(self.train_source[int(i)])[0] for i in idx]).astype(np.float32) / 255.0
-        return x.mean(axis=(0, 1, 2)), np.maximum(x.std(axis=(0, 1, 2)), 1e-3)
+        return np.stack([view(self.train_source[int(i)])[0] for i in np.linspace(0, n - 1, min(n, STAT_SAMPLES))])
 
 
 def _seed(seed: int, stream: int) -> int:
@@ -102,9 +98,7 @@ def _labels(y: np.ndarray) -> np.ndarray:
     return y.astype(np.int32) if y.dtype.kind in "iu" and y.ndim == 1 else y
 
 
-@jax.jit
-def _normalise(x: jax.Array, mean: jax.Array, std: jax.Array) -> jax.Array:
-    return (x.astype(jnp.float32) / 255.0 - mean) / std
+_normalise = jax.jit(normalise)
 
 
 def _allow_worker_processes() -> None:
@@ -116,7 +110,7 @@ def _allow_worker_processes() -> None:
 
 
 class StreamInputs:
-    """The streaming pipeline; see the module docstring. Same interface as ``DeviceInputs``."""
+    """The streaming pipeline (an :class:`recbench.data.pipeline.InputPipeline`); see the module docstring."""
 
     def __init__(self, ds: StreamDataset, *, batch_size: int, seed: int, process_index: int | None = None,
                  process_count: int | None = None):
@@ -127,13 +121,15 @@ class StreamInputs:
             raise ConfigError(f"trainer.batch_size={batch_size} must divide evenly over {self.process_count} "
                               "processes")
         self.batch_size, self.local_batch = batch_size, batch_size // self.process_count
-        n = len(ds.train_source)
+        self.num_train = n = ds.num_train
+        check_batch_size(batch_size, n)
         per_process = n // self.process_count
         if per_process < self.local_batch:
-            raise ConfigError(f"trainer.batch_size={batch_size} exceeds the {n} training images")
+            raise ConfigError(f"trainer.batch_size={batch_size} needs {batch_size} training images per process; "
+                              f"{n} over {self.process_count} processes leave {per_process}")
         self.steps_per_epoch = per_process // self.local_batch
         self.prefetch, self.threads, self.workers = max(0, ds.prefetch), max(1, ds.threads), max(0, ds.workers)
-        mean, std = ds.channel_stats()
+        mean, std = channel_stats(ds.stats_sample())
         self._mean, self._std = jnp.asarray(mean), jnp.asarray(std)
         # Equal shards keep every process on the same epoch boundaries.
         shard = grain.MapDataset.source(ds.train_source)[: per_process * self.process_count]
@@ -211,8 +207,11 @@ class StreamInputs:
                 pad = np.full(chunk - valid, valid - 1)
                 x, y = np.concatenate([x, x[pad]]), np.concatenate([y, y[pad]])
             yield (*self._put(x, y, self._eval_sharding), valid)
-        self.dataset.eval_labels = np.concatenate(labels)
+        self.dataset.recorded_eval_labels = np.concatenate(labels)
 
     @property
     def eval_size(self) -> int:
         return len(self.dataset.eval_source)
+
+    def eval_labels(self) -> np.ndarray:
+        return self.dataset.eval_labels()

@@ -6,24 +6,32 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from recbench.config import ConfigError
+from recbench.config import ConfigError, choice
 
 LOSS_OVER_STEPS = ("last", "mean", "weights")
 
 
+def validate_objective(mode: str, weights: list[float] | tuple[float, ...] = (), steps: int | None = None) -> None:
+    """One-line :class:`ConfigError` for a bad ``trainer.loss_over_steps`` / ``trainer.step_weights`` pair;
+    ``steps`` (the model's readouts), when known, must match the number of weights."""
+    choice(mode, "trainer.loss_over_steps", LOSS_OVER_STEPS)
+    if mode != "weights":
+        return
+    count = f"{steps} " if steps is not None else ""
+    if (steps is not None and len(weights) != steps) or not weights or min(weights) < 0 or sum(weights) <= 0:
+        raise ConfigError(f"trainer.step_weights needs {count}non-negative numbers (one per time step) "
+                          f"with a positive sum, got {list(weights)}")
+
+
 def step_weights(mode: str, steps: int, weights: list[float] | tuple[float, ...] = ()) -> jnp.ndarray:
     """Weights ``[T]`` (summing to 1) that combine the per-step losses into one."""
+    validate_objective(mode, weights, steps)
     if mode == "last":
         return jnp.zeros(steps).at[-1].set(1.0)
     if mode == "mean":
         return jnp.full(steps, 1.0 / steps)
-    if mode == "weights":
-        if len(weights) != steps or min(weights, default=0) < 0 or sum(weights) <= 0:
-            raise ConfigError(f"trainer.step_weights needs {steps} non-negative numbers (one per time step) "
-                              f"with a positive sum, got {list(weights)}")
-        w = jnp.asarray(weights, jnp.float32)
-        return w / w.sum()
-    raise ConfigError(f"trainer.loss_over_steps={mode!r} is not valid; choose one of: {', '.join(LOSS_OVER_STEPS)}")
+    w = jnp.asarray(weights, jnp.float32)
+    return w / w.sum()
 
 
 def per_step_loss(logits: jax.Array, labels: jax.Array, multilabel: bool) -> jax.Array:

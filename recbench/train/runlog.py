@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,19 @@ class RunLogger:
         self._jsonl = open(workdir / "metrics.jsonl", "a", buffering=1)
         self._t0 = time.time()
         self.run = None
+        self._sync_dir: str | None = None
         mode = resolve_wandb_mode(wandb_cfg["mode"])
         if mode != "disabled":
             self.run = _init_wandb(workdir, cfg, wandb_cfg, mode, group)
+            if self.run.offline:
+                self._sync_dir = self.run.sync_dir
+            elif not self.run.disabled and self.run.url:
+                self._say(f"wandb: online run at {self.run.url}")
+
+    def _say(self, line: str) -> None:
+        """recbench's own wandb line (wandb itself runs silent: see :func:`_init_wandb`)."""
+        if self.console:
+            print(line, file=sys.stdout, flush=True)
 
     def event(self, kind: str, step: int, **values: Any) -> None:
         record = {"event": kind, "step": step, "time_s": round(time.time() - self._t0, 3), **values}
@@ -75,9 +86,21 @@ class RunLogger:
         if self.run is not None:
             self.run.finish()
             self.run = None
+            if self._sync_dir:  # once the offline run is complete: where it is and how to upload it
+                where = _display_path(self._sync_dir)
+                self._say(f"wandb: offline run in {where}; upload with: wandb sync {where}")
+
+
+def _display_path(path: str) -> str:
+    """``path`` relative to the working directory when it lies inside it (``outputs/...``), else absolute."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith(os.pardir) else rel
 
 
 def _init_wandb(workdir: Path, cfg: dict, wandb_cfg: dict, mode: str, group: str):
+    """A wandb run that prints nothing: ``silent`` drops wandb's banner, offline notice and run summary (every
+    line its printer writes), ``console="off"`` stops it capturing stdout/stderr. The one line worth keeping
+    (where the run is: its sync directory, or its URL online) RunLogger prints itself."""
     import wandb
 
     id_file = workdir / "wandb_id.txt"
@@ -86,7 +109,7 @@ def _init_wandb(workdir: Path, cfg: dict, wandb_cfg: dict, mode: str, group: str
     run = wandb.init(project=wandb_cfg["project"], entity=wandb_cfg.get("entity"), group=group,
                      name=workdir.name, id=run_id, resume="allow", mode=mode, dir=str(workdir),
                      config=cfg, tags=list(wandb_cfg.get("tags") or []),
-                     settings=wandb.Settings(console="off", quiet=True))
+                     settings=wandb.Settings(console="off", silent=True))
     run.define_metric("train/step")
     run.define_metric("train/*", step_metric="train/step")
     run.define_metric("eval/*", step_metric="train/step")

@@ -1,4 +1,4 @@
-"""Tests for the procedural Pathfinder generator and its tfds builder (offline, CPU, a few seconds).
+"""Tests for the procedural Pathfinder generator (offline, CPU, a few seconds); its builder: test_procedural.py.
 
 The label check does not trust the generator's own bookkeeping alone. It checks the metadata geometry (markers
 at snake ends, snakes kept apart, paddle chain rules) and then the pixels. A positive's path must connect the two
@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from recbench.config import ConfigError
 from recbench.data import pathfinder as pf
 
 
@@ -110,36 +111,28 @@ def test_labels_verified_from_geometry_and_pixels(size, length, n):
     assert touching_negatives <= 0.05 * (y == 0).sum()
 
 
-def test_builder_round_trip_and_no_rebuild(tmp_path, monkeypatch):
-    params = dict(image_size=32, contour_length=6, num_train=48, num_test=24, seed=3)
-    out = pf.prepare(data_dir=str(tmp_path), progress=False, **params)
-    for split, stream, n in (("train", 0, 48), ("test", 1, 24)):
-        x, y = pf.render_pathfinder(n, seed=3, image_size=32, contour_length=6, stream=stream)
-        assert out[split][0].dtype == np.uint8 and out[split][0].shape == (n, 32, 32, 1)
-        np.testing.assert_array_equal(out[split][0], x)
-        np.testing.assert_array_equal(out[split][1], y)
-    assert (tmp_path / "pathfinder" / "32px-len6-n48-24-s3").is_dir()
-
-    def boom(*args, **kwargs):
-        raise AssertionError("prepare rebuilt an existing dataset")
-
-    monkeypatch.setattr(pf, "_render_chunk", boom)
-    again = pf.prepare(data_dir=str(tmp_path), progress=False, **params)
-    np.testing.assert_array_equal(again["train"][0], out["train"][0])
-    np.testing.assert_array_equal(again["test"][1], out["test"][1])
+def test_chunks_concatenate_to_the_whole_render():
+    n = pf.GEOMETRY[32].chunk + 5  # one whole chunk and a partial one
+    chunks = list(pf.render_pathfinder_chunks(n, seed=4, contour_length=6, stream=1))
+    x, y = pf.render_pathfinder(n, seed=4, contour_length=6, stream=1)
+    assert [len(c[0]) for c in chunks] == [n - 5, 5]
+    np.testing.assert_array_equal(np.concatenate([c[0] for c in chunks]), x)
+    np.testing.assert_array_equal(np.concatenate([c[1] for c in chunks]), y)
 
 
-def test_config_names_and_bad_params():
-    assert pf.make_config().name == "32px-len14-n20000-2000-s0"
-    assert pf.make_config(image_size=64, contour_length=9, num_train=10, num_test=5, seed=2).name == (
-        "64px-len9-n10-5-s2")
-    bad = [dict(image_size=48), dict(contour_length=7), dict(num_train=0), dict(seed=-1), dict(colour=1),
-           dict(num_test=2.5)]
-    for params in bad:
-        with pytest.raises(ValueError) as err:
-            pf.make_config(**params)
-        assert "\n" not in str(err.value) and "valid" in str(err.value)
-    with pytest.raises(ValueError, match=r"\[32, 64, 128, 150\]"):
-        pf.render_pathfinder(4, seed=0, image_size=100)
-    with pytest.raises(ValueError, match="contour_length"):
-        pf.prepare(data_dir="/nonexistent", contour_length=5)
+@pytest.mark.parametrize("params, match", [
+    (dict(image_size=100), "image_size.*choose one of: 32, 64, 128, 150"),
+    (dict(contour_length=7), "contour_length.*choose one of: 6, 9, 14"),
+    (dict(contour_length=14.0), "contour_length must be an integer"),
+    (dict(seed=-1), "seed must be an integer >= 0"),
+    (dict(stream=True), "stream must be an integer"),
+    (dict(n=2.5), "n must be an integer"),
+])
+def test_bad_params_raise_one_line_config_error(params, match):
+    kwargs = dict(n=4, seed=0) | params
+    n = kwargs.pop("n")
+    with pytest.raises(ConfigError, match=match) as err:
+        pf.render_pathfinder(n, **kwargs)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match=match):
+        next(pf.render_pathfinder_chunks(n, **kwargs))

@@ -99,7 +99,7 @@ def test_unknown_split_is_a_config_error(mocked):
     (["dataset=cifar10", "+dataset.label_type=coarse"], "unknown key(s) label_type"),
     (["dataset=cifar100", "dataset.label_type=medium"], "dataset.label_type='medium' is not valid"),
     (["dataset=mnist", "+dataset.variant=x"], "mnist has no variants"),
-    (["dataset=imagenette", "dataset.threads=0"], "dataset.threads must be an integer >= 1"),
+    (["dataset=imagenette", "dataset.threads=0"], "dataset.threads must be a positive integer"),
     (["dataset=pathfinder", "dataset.contour_length=7"], "dataset.contour_length=7 is not valid; choose one of: 6"),
 ])
 def test_bad_dataset_configs_are_one_line_errors(overrides, message):
@@ -189,15 +189,12 @@ def test_tfrecord_copy_needs_tensorflow_to_read_and_cannot_stream(tmp_path):
         load_dataset(_dataset_cfg("cifar10", "dataset.pipeline=stream"), data_dir=str(tmp_path))
 
 
-def test_tiny_recurrent_model_trains_on_pathfinder(tmp_path):
+def test_tiny_recurrent_model_trains_on_pathfinder(tmp_path, tiny_cfg):
     """Pathfinder through the real trainer: generated on first use, binary labels, a few steps of BL."""
     from recbench.train.loop import train_and_evaluate
 
-    cfg = compose_train(["dataset=pathfinder", "model=bl", "model.channels=[8,8]", "model.steps=2",
-                         "dataset.num_train=256", "dataset.num_test=64", "trainer.batch_size=32",
-                         "trainer.total_steps=4", "trainer.eval_every=100", "trainer.eval_batch_size=64",
-                         "trainer.log_every=2", "trainer.checkpoint_every=100", "trainer.progress=false",
-                         "logger=disabled", "logger.console=false"])
+    cfg = tiny_cfg("dataset=pathfinder", "model=bl", "model.channels=[8,8]", "dataset.num_train=256",
+                   "dataset.num_test=64", "trainer.total_steps=4", "trainer.log_every=2")
     cfg.paths.data_dir = str(tmp_path / "tfds")
     summary = train_and_evaluate(cfg, tmp_path / "run")
     assert summary["dataset"] == "pathfinder" and len(summary["accuracy_per_step"]) == 2

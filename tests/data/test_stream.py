@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from recbench.config import ConfigError, compose_train
+from recbench.config import ConfigError
 from recbench.data import augment, stock
+from recbench.data.pipeline import Dataset, InputPipeline
+from recbench.data.resident import ResidentInputs
 from recbench.data.stream import StreamDataset, StreamInputs
-from recbench.train.batches import DeviceInputs, make_inputs
 
 
 def _source(n: int, size: int = 8, seed: int = 0) -> list[dict]:
@@ -101,16 +102,26 @@ def test_eval_batches_cover_the_split_in_order_padded_with_real_examples():
     labels = np.concatenate([np.asarray(y)[:v] for _, y, v in chunks])
     np.testing.assert_array_equal(labels, np.arange(13))
     assert np.asarray(chunks[-1][1]).tolist() == [10, 11, 12, 12, 12]
-    np.testing.assert_array_equal(ds.test[1], np.arange(13))  # recorded by the pass, for predictions.npz
+    assert ds.recorded_eval_labels is not None  # recorded by the pass: predictions.npz reads no extra source
+    np.testing.assert_array_equal(inputs.eval_labels(), np.arange(13))
 
 
-def test_make_inputs_picks_the_pipeline_from_the_dataset():
+def test_each_dataset_serves_its_own_pipeline_through_one_interface():
     from recbench.data.sources import ArrayDataset
 
     arrays = ArrayDataset("a", (np.zeros((16, 8, 8, 1), np.uint8), np.zeros(16, np.int64)),
-                          (np.zeros((4, 8, 8, 1), np.uint8), np.zeros(4, np.int64)), num_classes=2)
-    assert isinstance(make_inputs(arrays, batch_size=4, seed=0), DeviceInputs)
-    assert isinstance(make_inputs(_dataset(), batch_size=4, seed=0), StreamInputs)
+                          (np.zeros((4, 8, 8, 1), np.uint8), np.arange(4)), num_classes=2)
+    for ds, kind in ((arrays, ResidentInputs), (_dataset(), StreamInputs)):
+        assert isinstance(ds, Dataset)
+        inputs = ds.pipeline(batch_size=4, seed=0)
+        assert isinstance(inputs, kind) and isinstance(inputs, InputPipeline)
+        assert inputs.num_train == ds.num_train and inputs.steps_per_epoch == ds.num_train // 4
+        x, y = inputs.train_batch(0)
+        assert x.shape == (4, *ds.image_shape) and x.dtype == np.float32 and len(y) == 4
+        assert len(inputs.eval_labels()) == inputs.eval_size
+    np.testing.assert_array_equal(arrays.pipeline(batch_size=4, seed=0).eval_labels(), np.arange(4))
+    with pytest.raises(ConfigError, match="trainer.batch_size=32 exceeds the 16 training images"):
+        arrays.pipeline(batch_size=32, seed=0)
 
 
 def test_imagenet_recipe_shapes_and_eval_view_is_deterministic():
@@ -136,15 +147,13 @@ def test_flip_crop_keeps_content_shifted_or_mirrored():
     assert set(inner.tolist()) <= set(img.ravel().tolist())  # nothing invented, only zeros padded in
 
 
-def test_streamed_stock_set_trains_end_to_end_under_mock_data(tmp_path):
+def test_streamed_stock_set_trains_end_to_end_under_mock_data(tmp_path, tiny_cfg):
     """imagenette streams through grain from tfds.data_source (mocked from the committed metadata, no TF)."""
     from recbench.train.loop import train_and_evaluate
 
-    cfg = compose_train(["dataset=imagenette", "dataset.image_size=16", "dataset.threads=2", "model=b",
-                         "model.channels=[4,8]", "model.steps=1", "trainer.batch_size=8",
-                         "trainer.total_steps=3", "trainer.eval_every=100", "trainer.eval_batch_size=16",
-                         "trainer.log_every=1", "trainer.checkpoint_every=100", "trainer.progress=false",
-                         "logger=disabled", "logger.console=false"])
+    cfg = tiny_cfg("dataset=imagenette", "dataset.image_size=16", "dataset.threads=2", "model.channels=[4,8]",
+                   "model.steps=1", "trainer.batch_size=8", "trainer.total_steps=3", "trainer.eval_batch_size=16",
+                   "trainer.log_every=1")
     cfg.paths.data_dir = str(tmp_path / "tfds")  # ignored by mock_data; nothing is written there
     with tfds.testing.mock_data(num_examples=24, data_dir=str(stock.METADATA_DIR),
                                 policy=tfds.testing.MockPolicy.USE_FILES):

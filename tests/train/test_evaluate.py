@@ -3,17 +3,13 @@
 import numpy as np
 import pytest
 
-from recbench.config import ConfigError, compose_train
+from recbench.config import ConfigError
 from recbench.train.evaluate import evaluate_run
 from recbench.train.loop import train_and_evaluate
 
 
-def test_test_time_unroll_and_ablation_on_a_trained_checkpoint(tmp_path, data_dir):
-    cfg = compose_train(["model=blt", "model.channels=[8,8]", "model.steps=2", "dataset.level=none",
-                         "dataset.num_train=512", "dataset.num_test=128", "trainer.batch_size=32",
-                         "trainer.total_steps=20", "trainer.eval_every=100", "trainer.checkpoint_every=20",
-                         "logger=disabled", "logger.console=false", "optim.warmup_steps=0"])
-    cfg.paths.data_dir = data_dir
+def test_test_time_unroll_and_ablation_on_a_trained_checkpoint(tmp_path, tiny_cfg):
+    cfg = tiny_cfg("model=blt", "model.channels=[8,8]", "trainer.total_steps=20", "trainer.checkpoint_every=20")
     summary = train_and_evaluate(cfg, tmp_path)
     same = evaluate_run(tmp_path)
     np.testing.assert_allclose(same["accuracy_per_step"], summary["accuracy_per_step"])

@@ -6,24 +6,13 @@ import jax
 import numpy as np
 import pytest
 
-from recbench.config import compose_train
-from recbench.train import loop
+from recbench.train import run
 from recbench.train.loop import train_and_evaluate
 from recbench.train.objectives import per_step_correct
 
-TINY = ["model=b", "dataset.level=none", "model.channels=[8,16]", "model.steps=2", "dataset.num_train=1024",
-        "dataset.num_test=256", "trainer.batch_size=32", "trainer.eval_batch_size=128", "trainer.log_every=10",
-        "logger=disabled", "logger.console=false", "optim.lr=0.01", "optim.warmup_steps=0"]
 
-
-def _cfg(data_dir, *extra):
-    cfg = compose_train([*TINY, *extra])
-    cfg.paths.data_dir = data_dir
-    return cfg
-
-
-def test_tiny_run_writes_metrics_and_summary_above_chance(tmp_path, data_dir):
-    cfg = _cfg(data_dir, "trainer.total_steps=60", "trainer.eval_every=30", "trainer.checkpoint_every=60")
+def test_tiny_run_writes_metrics_and_summary_above_chance(tmp_path, tiny_cfg):
+    cfg = tiny_cfg("trainer.total_steps=60", "trainer.eval_every=30", "trainer.checkpoint_every=60")
     summary = train_and_evaluate(cfg, tmp_path)
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk == summary
@@ -47,11 +36,11 @@ class Preempted(Exception):
     pass
 
 
-def test_resumed_run_continues_exactly(tmp_path, data_dir, monkeypatch):
-    cfg = _cfg(data_dir, "trainer.total_steps=12", "trainer.eval_every=100", "trainer.checkpoint_every=6")
+def test_resumed_run_continues_exactly(tmp_path, tiny_cfg, monkeypatch):
+    cfg = tiny_cfg("trainer.total_steps=12", "trainer.checkpoint_every=6")
     straight = train_and_evaluate(cfg, tmp_path / "straight")
 
-    real = loop.make_train_step
+    real = run.make_train_step
 
     def dies_after_seven_steps(*args, **kwargs):  # a job killed after its step-6 checkpoint
         step, calls = real(*args, **kwargs), []
@@ -63,10 +52,10 @@ def test_resumed_run_continues_exactly(tmp_path, data_dir, monkeypatch):
             return step(*a)
         return wrapped
 
-    monkeypatch.setattr(loop, "make_train_step", dies_after_seven_steps)
+    monkeypatch.setattr(run, "make_train_step", dies_after_seven_steps)
     with pytest.raises(Preempted):
         train_and_evaluate(cfg, tmp_path / "resumed")
-    monkeypatch.setattr(loop, "make_train_step", real)
+    monkeypatch.setattr(run, "make_train_step", real)
     resumed = train_and_evaluate(cfg, tmp_path / "resumed")
     assert straight["resumed_from"] == 0 and resumed["resumed_from"] == 6
     np.testing.assert_allclose(resumed["loss_per_step"], straight["loss_per_step"], rtol=1e-5)
@@ -74,12 +63,12 @@ def test_resumed_run_continues_exactly(tmp_path, data_dir, monkeypatch):
     assert [e["event"] for e in events].count("resume") == 1
 
 
-def test_resume_refuses_a_different_experiment(tmp_path, data_dir):
+def test_resume_refuses_a_different_experiment(tmp_path, tiny_cfg):
     from recbench.config import ConfigError
 
-    train_and_evaluate(_cfg(data_dir, "trainer.total_steps=2", "trainer.eval_every=100"), tmp_path)
+    train_and_evaluate(tiny_cfg(), tmp_path)
     with pytest.raises(ConfigError, match="different config"):
-        train_and_evaluate(_cfg(data_dir, "trainer.total_steps=4", "model.steps=3"), tmp_path)
+        train_and_evaluate(tiny_cfg("trainer.total_steps=4", "model.steps=3"), tmp_path)
 
 
 def test_multilabel_accuracy_is_all_digits_right():
