@@ -29,3 +29,44 @@ def test_offline_wandb_run_writes_locally_and_resumes_its_id(tmp_path, monkeypat
     run_id = (tmp_path / "wandb_id.txt").read_text()
     runs = list((tmp_path / "wandb").glob(f"offline-run-*-{run_id}"))
     assert runs and list(runs[0].glob("*.wandb"))
+
+
+def test_offline_wandb_is_silent_but_says_where_the_run_is(tmp_path, monkeypatch, capfd):
+    """wandb prints nothing of its own (no banner, offline notice or run summary); recbench prints one line:
+    where the offline run is and how to upload it."""
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    workdir = tmp_path / "outputs" / "run"
+    workdir.mkdir(parents=True)
+    wandb_cfg = {"mode": "auto", "project": "recbench-test", "entity": None, "tags": []}
+    logger = RunLogger(workdir, {"logger": {"wandb": wandb_cfg}}, wandb_cfg=wandb_cfg, console=True, group="g")
+    logger.event("train", 1, loss=0.5)
+    logger.event("eval", 1, accuracy_per_step=[0.1, 0.3])
+    logger.summary({"final_accuracy": 0.3})
+    logger.close()
+    captured = capfd.readouterr()
+    lines = (captured.out + captured.err).splitlines()
+    run_dir = next((workdir / "wandb").glob("offline-run-*"))
+    where = run_dir.relative_to(tmp_path).as_posix()  # printed relative to the working directory
+    assert lines == [f"wandb: offline run in {where}; upload with: wandb sync {where}"], lines
+    for banner in ("Tracking run with wandb", "W&B syncing is set", "Run data is saved locally", "wandb leet",
+                   "Run history", "Run summary", "Find logs at", "View run", "Syncing run"):
+        assert banner not in captured.out + captured.err
+
+
+def test_online_run_prints_its_url_once(tmp_path, monkeypatch, capfd):
+    """Online, the one line is the run's URL (wandb's own 'View run at' is silenced with the rest)."""
+    import recbench.train.runlog as runlog
+
+    class FakeRun:  # what RunLogger reads of an online wandb run
+        offline, disabled, url = False, False, "https://wandb.ai/me/recbench/runs/abc123"
+
+        def finish(self):
+            pass
+
+    monkeypatch.setattr(runlog, "_init_wandb", lambda *a, **k: FakeRun())
+    wandb_cfg = {"mode": "online", "project": "recbench-test", "entity": None, "tags": []}
+    logger = RunLogger(tmp_path, {}, wandb_cfg=wandb_cfg, console=True, group="g")
+    logger.close()
+    assert capfd.readouterr().out.splitlines() == ["wandb: online run at https://wandb.ai/me/recbench/runs/abc123"]
