@@ -1,7 +1,7 @@
 """Process environment set before JAX initialises its backend.
 
 On the measured CPU stack (jaxlib 0.10.x) turning YNNPACK fusions off made ResNet-20 training 1.4x faster
-(research/measurements.md §5). XLA aborts the process on a flag it does not know, so the flag is added
+(docs/performance.md §5). XLA aborts the process on a flag it does not know, so the flag is added
 only for jaxlib versions where it was measured, only when no accelerator plugin is installed, and never
 when the user set ``XLA_FLAGS`` themselves. ``RECBENCH_XLA_CPU_FLAGS=0`` turns it off.
 """

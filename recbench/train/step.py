@@ -2,7 +2,7 @@
 
 The model is split once into a static graph and pytrees (``params``, ``rest`` = BN statistics), and pure
 ``jax.jit`` functions merge it back inside the trace: the fastest NNX pattern on this stack
-(research/measurements.md §4b). The train state is donated so XLA updates it in place.
+(docs/performance.md §4b). The train state is donated so XLA updates it in place.
 """
 
 from __future__ import annotations
