@@ -91,10 +91,21 @@ class TrainConfig:
 
 
 def register() -> None:
-    """Register the schema and the ``run_dirname`` resolver (idempotent; call before Hydra composes)."""
+    """Register the schema, each model family's defaults and the ``run_dirname`` resolver (idempotent; call before
+    Hydra composes).
+
+    A family's defaults come from its dataclass alone: they are stored as the config ``model/family/<family>``,
+    which every preset lists first in its defaults, so each key is in the composed config (Hydra overrides only
+    keys a config has: ``model.norm=group``) while a preset's YAML states only what differs.
+    """
     from hydra.core.config_store import ConfigStore
 
-    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    from recbench.models.registry import FAMILIES, family_defaults
+
+    store = ConfigStore.instance()
+    store.store(name="train_schema", node=TrainConfig)
+    for family in FAMILIES:
+        store.store(group="model/family", name=family, node=family_defaults(family), package="model")
     if not OmegaConf.has_resolver("run_dirname"):
         OmegaConf.register_new_resolver("run_dirname", run_dirname)
 
@@ -193,9 +204,16 @@ def load_option(group: str, name: str, *, _base: bool = False) -> DictConfig:
     """One YAML option of a group with its defaults list applied (``defaults: [other_option, _self_]``),
     without touching Hydra's global state, so it is safe inside a running Hydra job."""
     path = _config_files() / group / f"{name}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"unknown {group} {name!r}; choose one of: {', '.join(group_choices(group))}")
-    node = OmegaConf.create(path.read_text())
+    if path.is_file():
+        node = OmegaConf.create(path.read_text())
+    else:  # a config registered in code (a family's defaults, see register)
+        from hydra.core.config_store import ConfigStore
+
+        register()
+        try:
+            node = OmegaConf.create(ConfigStore.instance().load(f"{group}/{name}.yaml").node)
+        except Exception:
+            raise ConfigError(f"unknown {group} {name!r}; choose one of: {', '.join(group_choices(group))}") from None
     defaults = node.pop("defaults", [])
     merged = OmegaConf.create()
     for entry in defaults:

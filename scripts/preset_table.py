@@ -2,9 +2,9 @@
 
 Usage: python scripts/preset_table.py [--readme README.md]
 Prints a markdown table; with --readme, replaces the block between <!-- presets:start --> and
-<!-- presets:end --> in that file. Each preset is measured at its natural input: 32x32 grayscale digits for the
-small recurrent nets and CIFAR ResNets, 128x128 RGB for the rcnn-sat sizes, 224x224 RGB (1000 classes) for
-CORnet and the ImageNet ResNets.
+<!-- presets:end --> in that file. Each preset is measured at its natural input, the images and classes its
+paper trained on (the config's ``natural_input`` / ``natural_classes``, what ``recbench.build_model(name)``
+builds), so that parameter counts compare with the published ones.
 """
 
 from __future__ import annotations
@@ -19,20 +19,12 @@ from flax import nnx
 import recbench  # noqa: F401  (XLA flags)
 from recbench.config import group_choices
 from recbench.models.accounting import describe
-from recbench.models.registry import model_from_config, preset
-
-
-def natural_input(name: str, family: str) -> tuple[tuple[int, int, int], int]:
-    if family in ("cornet", "imagenet_resnet"):
-        return (224, 224, 3), 1000
-    if name.endswith("_net"):
-        return (128, 128, 3), 565
-    return (32, 32, 1), 10
+from recbench.models.registry import model_from_config, natural_input, preset
 
 
 def row(name: str) -> str:
     cfg = preset(name)
-    shape, classes = natural_input(name, cfg.family)
+    shape, classes = natural_input(cfg)
     model = nnx.eval_shape(lambda: model_from_config(cfg, num_classes=classes, input_shape=shape))
     acc = describe(model, shape)
     t = len(acc["effective_depth"])

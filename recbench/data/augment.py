@@ -3,7 +3,7 @@
 Why on the host: streamed images arrive at different sizes (ImageNet, Imagenette), so they must be cropped and
 resized to one shape before they can be batched; doing the random part here too keeps a batch a pure function of
 ``(seed, step)`` (grain hands each example a generator seeded by the seed and the example's stream position).
-The device-resident pipeline has its own jitted ``flip_crop`` in :mod:`recbench.train.batches`; the two agree in
+The device-resident pipeline has its own jitted ``flip_crop`` in :mod:`recbench.data.resident`; the two agree in
 recipe, not bit for bit.
 
 The transforms are small picklable classes, so grain can ship them to worker processes.

@@ -3,7 +3,11 @@
 * **Parameters** — the size of every ``nnx.Param`` (running BN statistics are not parameters).
 * **FLOPs per image** — from XLA's cost analysis of the lowered, jitted eval-mode forward at batch 1.
   Entry ``t`` is *cumulative*: the cost of producing the readout at step ``t`` (all earlier steps included),
-  i.e. what a model must spend to answer at that step.
+  i.e. what a model must spend to answer at that step. It is always counted **on the CPU backend**, whatever
+  device the run trains on: backends reached through the PJRT C API (the CUDA plugin, libtpu) have no
+  pre-compilation cost analysis (``Lowered.cost_analysis()`` is ``None``), and one counting platform keeps the
+  figures comparable across machines. Where no CPU backend exists (``JAX_PLATFORMS=cuda``) and the default
+  backend cannot count either, an entry is ``None`` ("n/a"), with one warning, rather than a crash.
 * **Effective depth** — the longest chain of nonlinear transforms (ReLU, sigmoid, tanh, …) from the pixels
   to the readout at step ``t``, found by walking the jaxpr of the unrolled eval-mode forward. It is
   computed from the graph that really runs, so it counts skip paths, schedules and ablations as they are.
@@ -12,14 +16,17 @@
 
 from __future__ import annotations
 
-import inspect
 import math
+import warnings
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+from recbench.models.contract import Model
 
 # Elementwise primitives that make a layer nonlinear. ``max`` is how ReLU lowers.
 NONLINEAR_PRIMITIVES = frozenset({"max", "logistic", "tanh", "erf", "erf_inv", "sin", "cos", "atan2"})
@@ -30,14 +37,14 @@ def count_params(model: nnx.Module) -> int:
     return int(sum(np.prod(x.shape) for x in jax.tree.leaves(nnx.state(model, nnx.Param))))
 
 
-def _per_step_fn(model: nnx.Module, steps: int | None) -> tuple[Callable, nnx.State]:
-    """A pure ``(state, x) -> tuple(logits_t)`` of the eval-mode forward, unrolled as a Python loop."""
+def _per_step_fn(model: Model, steps: int | None) -> tuple[Callable, nnx.State]:
+    """A pure ``(state, x) -> tuple(logits_t)`` of the eval-mode forward, unrolled as a Python loop: the depth
+    walk sees every step as its own part of the jaxpr, where a rolled scan's body would be walked once."""
     graphdef, state = nnx.split(model)
-    kwargs = {"strategy": "loop"} if "strategy" in inspect.signature(model.unroll).parameters else {}
 
     def fn(state, x):
         m = nnx.merge(graphdef, state, copy=True)
-        return tuple(m.unroll(x, steps=steps, train=False, **kwargs))
+        return tuple(m.unroll(x, steps=steps, train=False, strategy="loop"))
 
     return fn, state
 
@@ -47,20 +54,60 @@ def _abstract(state: nnx.State, input_shape: Sequence[int]):
     return shapes, jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
 
 
-def flops_per_image(model: nnx.Module, input_shape: Sequence[int], steps: int | None = None) -> list[float]:
-    """Cumulative FLOPs per image to reach the readout at each step (``input_shape`` is HWC)."""
+def flops_per_image(model: Model, input_shape: Sequence[int], steps: int | None = None) -> list[float | None]:
+    """Cumulative FLOPs per image to reach the readout at each step (``input_shape`` is HWC), counted on the CPU
+    backend so that the figure is the same on every machine; ``None`` where no backend can count (see above)."""
     fn, state = _per_step_fn(model, steps)
     n_out = len(jax.eval_shape(fn, *_abstract(state, input_shape)))
     if n_out == 1:  # feedforward: one readout
-        return [float(jax.jit(fn).lower(*_abstract(state, input_shape)).cost_analysis().get("flops", 0.0))]
-    out = []
-    for t in range(1, n_out + 1):
-        fn_t, _ = _per_step_fn(model, t)
-        out.append(float(jax.jit(fn_t).lower(*_abstract(state, input_shape)).cost_analysis().get("flops", 0.0)))
-    return out
+        return [_count_flops(fn, _abstract(state, input_shape))]
+    return [_count_flops(_per_step_fn(model, t)[0], _abstract(state, input_shape)) for t in range(1, n_out + 1)]
 
 
-def effective_depth(model: nnx.Module, input_shape: Sequence[int], steps: int | None = None) -> list[int]:
+def counting_device() -> jax.Device | None:
+    """The device FLOPs are counted on: the first CPU device, or ``None`` where JAX was started without a CPU
+    backend (``JAX_PLATFORMS`` naming only an accelerator)."""
+    try:
+        return jax.devices("cpu")[0]
+    except RuntimeError:  # "Unknown backend cpu" / no CPU platform initialised
+        return None
+
+
+def _count_flops(fn: Callable, args: tuple) -> float | None:
+    """XLA's pre-optimisation FLOP count of ``jit(fn)`` lowered for ``args``: on the CPU device when there is one,
+    else on the default backend; ``None`` (with one warning) when the backend has no cost analysis."""
+    cpu = counting_device()
+    try:
+        if cpu is not None:
+            with jax.default_device(cpu):  # abstract args carry no sharding: the default device decides
+                flops = _flops_of(jax.jit(fn).lower(*args).cost_analysis())
+        else:
+            flops = _flops_of(jax.jit(fn).lower(*args).cost_analysis())
+    except NotImplementedError:  # older jax raised instead of returning None
+        flops = None
+    if flops is None:
+        _warn_no_flops(cpu is None)
+    return flops
+
+
+def _flops_of(cost: Any) -> float | None:
+    """The ``flops`` entry of a cost analysis, whichever shape this jax returns (a dict, a one-element list of
+    dicts in older releases, or ``None`` where the backend has none)."""
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else None
+    if not cost or "flops" not in cost:
+        return None
+    return float(cost["flops"])
+
+
+def _warn_no_flops(no_cpu: bool) -> None:
+    platforms = jax.config.jax_platforms or jax.default_backend()
+    hint = (f"JAX has no CPU backend (JAX_PLATFORMS={platforms}); add cpu, e.g. JAX_PLATFORMS={platforms},cpu"
+            if no_cpu else "this jax/jaxlib returned no cost analysis")
+    warnings.warn(f"FLOPs per image are n/a: {hint}", RuntimeWarning, stacklevel=3)
+
+
+def effective_depth(model: Model, input_shape: Sequence[int], steps: int | None = None) -> list[int]:
     """Longest chain of nonlinearities from pixels to the readout at each step (``input_shape`` is HWC)."""
     fn, state = _per_step_fn(model, steps)
     state_shapes, x = _abstract(state, input_shape)
@@ -110,8 +157,9 @@ def _sub_jaxpr(eqn):
     return None
 
 
-def describe(model: nnx.Module, input_shape: Sequence[int], steps: int | None = None) -> dict:
-    """The accounting block every run reports."""
+def describe(model: Model, input_shape: Sequence[int], steps: int | None = None) -> dict:
+    """The accounting block every run reports. Both figures are backend-independent: FLOPs are counted on the
+    CPU backend and depth is read off the jaxpr of the loop-unrolled forward, which no backend changes."""
     return {
         "params": count_params(model),
         "flops_per_image": flops_per_image(model, input_shape, steps),

@@ -23,8 +23,6 @@ from flax import nnx
 
 from recbench.models.norms import NormContext, StepNorm
 
-CELLS = ("plain", "conv", "residual", "bottleneck", "gru", "lstm", "hgru")
-
 
 def _conv(c_in: int, c_out: int, k: int, rngs: nnx.Rngs, *, stride: int = 1, bias: bool = False) -> nnx.Conv:
     pad = k // 2
@@ -144,6 +142,7 @@ class HGRUCell(nnx.Module):
 
 CELL_TYPES = {"plain": PlainCell, "conv": ConvCell, "residual": ResidualCell, "bottleneck": BottleneckCell,
               "gru": GRUCell, "lstm": LSTMCell, "hgru": HGRUCell}
+CELLS = tuple(CELL_TYPES)
 
 
 def output_of(state):

@@ -21,7 +21,7 @@ Schedules say which step an edge reads:
 
 Edges whose source has no state yet are absent, not fed zeros. Weight-shared steps are *rolled* into
 ``lax.scan`` (compile time flat in T) or *unrolled* as a Python loop; on XLA:CPU the weight gradient of a
-conv inside a loop body is ~50× slower (jax#12868, research/measurements.md §4d), so ``unroll="auto"``
+conv inside a loop body is ~50× slower (jax#12868, docs/performance.md §4d), so ``unroll="auto"``
 unrolls on CPU and rolls on accelerators. Steps whose state structure still changes (an area not yet
 reached) always run unrolled, so the scanned carry has a fixed shape.
 """
@@ -134,7 +134,7 @@ class GraphSpec:
         return self.areas[i].steps or self.steps
 
     def readouts(self) -> int:
-        """How many readouts (time steps) a forward pass gives at the trained depth."""
+        """Readouts a forward pass gives at the trained depth (stagewise: one per step of the last area)."""
         return self.area_steps(len(self.areas) - 1) if self.schedule == "stagewise" else self.steps
 
     def edge_name(self, e: EdgeSpec) -> str:
@@ -181,7 +181,6 @@ class Edge(nnx.Module):
 
     def __init__(self, spec: EdgeSpec, c_in: int, c_out: int, *, down: int, up: int, norm: str, steps: int,
                  resample: str, rngs: nnx.Rngs):
-        self.kernel_size = spec.kernel
         self.pool = max(down // spec.stride, 1)
         self.up = up if resample == "nearest" else 1
         self.norm = StepNorm(c_out, kind=norm, steps=steps) if spec.norm_act else nnx.data(None)
@@ -236,7 +235,7 @@ class AreaGraph(nnx.Module):
 
     def __init__(self, spec: GraphSpec, *, rngs: nnx.Rngs):
         self.spec = spec
-        self.trained_steps = spec.steps
+        self.trained_steps = spec.readouts()  # the model contract's (recbench.models.contract.Model)
         edges = {}
         for e in spec.edges:
             c_in = spec.in_channels if e.src == IMAGE else spec.areas[e.src].channels
@@ -318,7 +317,7 @@ class AreaGraph(nnx.Module):
         if self.spec.schedule == "stagewise":
             logits = self._stagewise(x, steps, ctx, tuple(ablate), strategy)
         else:
-            logits = self._global(x, steps or self.trained_steps, ctx, tuple(ablate), strategy)
+            logits = self._global(x, steps or self.spec.steps, ctx, tuple(ablate), strategy)
         ctx.commit()
         return logits
 

@@ -1,9 +1,10 @@
-"""The model registry: a config's ``family`` names a builder; YAML presets choose its arguments.
+"""The model registry: a config's ``family`` names its schema, a cheap check and a builder; YAML presets
+(``configs/model/``) choose the arguments.
 
-Engine families (``blt``, ``matched_control``, ``cornet``, ``liao_poggio``, ``feedback_net``, ``hgru``) are
-thin functions from a config dataclass to a :class:`GraphSpec` (``recbench.models.presets``); the ResNets
-are their own small module for exact fidelity with torchvision. ``build_model("blt", steps=8)`` is the
-notebook entry point.
+Checking is separate from building so that a sweep can be validated, every variant, before anything
+allocates weights (``recbench.cli.validate_config``). Engine families are thin functions from a config
+dataclass to a :class:`GraphSpec`, which checks itself as it is made, so the spec *is* the check; the ResNets
+are their own module (exact fidelity with torchvision) with their own checks.
 """
 
 from __future__ import annotations
@@ -16,149 +17,88 @@ from typing import Any
 from flax import nnx
 from omegaconf import DictConfig, OmegaConf
 
-from recbench.config import ConfigError, choice, family_config, load_option, check_int
-from recbench.models import presets
+from recbench.config import ConfigError, check_int, family_config, load_option
+from recbench.models import presets, resnet
+from recbench.models.contract import EngineConfig, Shape
+from recbench.models.cornet import CornetConfig, cornet
 from recbench.models.engine import AreaGraph, GraphSpec
-from recbench.models.matching import MATCH_KINDS, chain_params, match_control
-
-Shape = tuple[int, int, int]
 
 
 @dataclass(frozen=True)
-class MatchedControlConfig(presets.BLTConfig):
-    """A B net grown (``match``: kernel | width | depth) to the parameter count of ``target`` (a preset name),
-    or to ``target_params`` if that is set."""
-
-    match: str = "width"
-    target: str = "blt"
-    target_params: int = 0
-
-
-@dataclass(frozen=True)
-class CifarResNetConfig:
-    name: str
-    family: str
-    depth: int = 20
-    width: int = 16
-    norm: str = "bn"
-    share_weights: bool = False
-    shortcut: str = "A"
+class Family:
+    schema: type
+    #: ``(config, num_classes, input_shape)``: raises on a bad config; allocates no weights
+    check: Callable[[Any, int, Shape], object]
+    #: ``(config, num_classes, input_shape, rngs) -> model``; checks as it builds
+    build: Callable[[Any, int, Shape, nnx.Rngs], nnx.Module]
+    #: engine families: ``(config, num_classes, input_shape) -> GraphSpec``
+    spec: Callable[[Any, int, Shape], GraphSpec] | None = None
 
 
-@dataclass(frozen=True)
-class ImageNetResNetConfig:
-    name: str
-    family: str
-    depth: int = 18
-    norm: str = "bn"
-    share_weights: bool = False
+def _engine(schema: type, spec: Callable[[Any, int, Shape], GraphSpec]) -> Family:
+    return Family(schema, check=spec, build=lambda c, n, s, rngs: AreaGraph(spec(c, n, s), rngs=rngs), spec=spec)
 
 
-def _matched(c: MatchedControlConfig, num_classes: int, input_shape: Shape) -> GraphSpec:
-    choice(c.match, "model.match", MATCH_KINDS)
-    base = presets.blt(dataclasses.replace(c, lateral=False, topdown=False), num_classes, input_shape)
-    target = c.target_params
-    if target <= 0:
-        target_cfg = preset(c.target)
-        if target_cfg.get("family") != "blt":
-            raise ConfigError(f"model.target={c.target!r} must name a blt-family preset (or set model.target_params)")
-        target_spec = presets.blt(family_config(presets.BLTConfig, target_cfg, f"model {c.target}"), num_classes,
-                                  input_shape)
-        target = _count(target_spec)
-    return match_control(base, c.match, target)
-
-
-def _count(spec: GraphSpec) -> int:
-    from recbench.models.accounting import count_params
-
-    if all(e.kind == "bottom_up" and e.kernel for e in spec.edges) and all(a.cell == "plain" for a in spec.areas):
-        return chain_params(spec)
-    return count_params(nnx.eval_shape(lambda: AreaGraph(spec, rngs=nnx.Rngs(0))))
-
-
-# family -> (schema, spec builder); every engine family builds an AreaGraph from its spec
-ENGINE_FAMILIES: dict[str, tuple[type, Callable[[Any, int, Shape], GraphSpec]]] = {
-    "blt": (presets.BLTConfig, presets.blt),
-    "matched_control": (MatchedControlConfig, _matched),
-    "cornet": (presets.CornetConfig, presets.cornet),
-    "liao_poggio": (presets.LiaoPoggioConfig, presets.liao_poggio),
-    "feedback_net": (presets.FeedbackNetConfig, presets.feedback_net),
-    "hgru": (presets.HGRUConfig, presets.hgru),
+FAMILIES: dict[str, Family] = {
+    "blt": _engine(presets.BLTConfig, presets.blt),
+    "matched_control": _engine(presets.MatchedControlConfig, presets.matched_control),
+    "cornet": _engine(CornetConfig, cornet),
+    "liao_poggio": _engine(presets.LiaoPoggioConfig, presets.liao_poggio),
+    "feedback_net": _engine(presets.FeedbackNetConfig, presets.feedback_net),
+    "hgru": _engine(presets.HGRUConfig, presets.hgru),
+    "cifar_resnet": Family(resnet.CifarResNetConfig, resnet.check_cifar_resnet, resnet.build_cifar_resnet),
+    "imagenet_resnet": Family(resnet.ImageNetResNetConfig, resnet.check_imagenet_resnet,
+                              resnet.build_imagenet_resnet),
 }
 
 
-def _cifar_resnet(c: CifarResNetConfig, num_classes: int, input_shape: Shape, rngs: nnx.Rngs | None):
-    from recbench.models.resnet import cifar_resnet
-
-    check_int("model.depth", c.depth)
-    if (c.depth - 2) % 6:
-        raise ConfigError(f"model.depth={c.depth} is not 6n+2; use 20, 32, 44, 56, 110, ...")
-    choice(c.norm, "model.norm", ("bn", "group", "none"))
-    choice(c.shortcut, "model.shortcut", ("A", "B"))
-    if rngs is None:
-        return None
-    return cifar_resnet(c.depth, num_classes=num_classes, in_channels=input_shape[-1], width=c.width,
-                        share_weights=c.share_weights, norm=c.norm, shortcut=c.shortcut, rngs=rngs)
-
-
-def _imagenet_resnet(c: ImageNetResNetConfig, num_classes: int, input_shape: Shape, rngs: nnx.Rngs | None):
-    from recbench.models.resnet import IMAGENET_CONFIGS, imagenet_resnet
-
-    choice(c.depth, "model.depth", tuple(IMAGENET_CONFIGS))
-    choice(c.norm, "model.norm", ("bn", "group", "none"))
-    if rngs is None:
-        return None
-    return imagenet_resnet(c.depth, num_classes=num_classes, in_channels=input_shape[-1],
-                           share_weights=c.share_weights, norm=c.norm, rngs=rngs)
-
-
-# family -> (schema, builder(config, num_classes, input_shape, rngs or None to only validate))
-MODULE_FAMILIES: dict[str, tuple[type, Callable[..., nnx.Module | None]]] = {
-    "cifar_resnet": (CifarResNetConfig, _cifar_resnet),
-    "imagenet_resnet": (ImageNetResNetConfig, _imagenet_resnet),
-}
-FAMILIES = (*ENGINE_FAMILIES, *MODULE_FAMILIES)
-
-
-def _parse(cfg: DictConfig | dict):
+def _parse(cfg: DictConfig | dict) -> tuple[Family, Any]:
     family = cfg.get("family")
     if family not in FAMILIES:
         raise ConfigError(f"model.family={family!r} is not a registered family; choose one of: {', '.join(FAMILIES)}")
-    schema = (ENGINE_FAMILIES.get(family) or MODULE_FAMILIES[family])[0]
-    c = family_config(schema, cfg, f"model {cfg.get('name')}")
-    if hasattr(c, "steps"):
+    c = family_config(FAMILIES[family].schema, cfg, f"model {cfg.get('name')}")
+    if isinstance(c, EngineConfig):
         check_int("model.steps", c.steps)
-    return family, c
+    if len(c.natural_input) != 3:
+        raise ConfigError(f"model.natural_input must be [height, width, channels], got {list(c.natural_input)}")
+    for key, value in zip(("height", "width", "channels"), c.natural_input, strict=True):
+        check_int(f"model.natural_input {key}", value)
+    check_int("model.natural_classes", c.natural_classes)
+    return FAMILIES[family], c
 
 
-def graph_spec(cfg: DictConfig | dict, *, num_classes: int, input_shape: Shape) -> GraphSpec | None:
-    """The engine graph of a ``model`` node (None for the standalone ResNets); ConfigError on bad input."""
-    family, c = _parse(cfg)
-    if family not in ENGINE_FAMILIES:
-        return None
+def _run(c: Any, fn: Callable, *args: Any) -> Any:
+    """``fn(c, *args)`` with a builder's ValueError turned into the one-line ConfigError that names the preset."""
     try:
-        return ENGINE_FAMILIES[family][1](c, num_classes, tuple(input_shape))
+        return fn(c, *args)
     except ValueError as e:
         if isinstance(e, ConfigError):
             raise
         raise ConfigError(f"model {c.name}: {e}") from None
 
 
+def graph_spec(cfg: DictConfig | dict, *, num_classes: int, input_shape: Shape) -> GraphSpec | None:
+    """The engine graph of a ``model`` node (None for the standalone ResNets); ConfigError on bad input."""
+    family, c = _parse(cfg)
+    return None if family.spec is None else _run(c, family.spec, num_classes, tuple(input_shape))
+
+
 def validate_model_config(cfg: DictConfig | dict, input_shape: Shape, num_classes: int = 10) -> None:
     """Check a ``model`` node against its family's schema for images of ``input_shape``, building nothing."""
     family, c = _parse(cfg)
-    if family in MODULE_FAMILIES:
-        MODULE_FAMILIES[family][1](c, num_classes, tuple(input_shape), None)
-    else:
-        graph_spec(cfg, num_classes=num_classes, input_shape=input_shape)
+    _run(c, family.check, num_classes, tuple(input_shape))
 
 
 def model_from_config(cfg: DictConfig | dict, *, num_classes: int, input_shape: Shape, seed: int = 0) -> nnx.Module:
     """Build the model a ``model`` node describes for images of ``input_shape`` (HWC); ConfigError on bad input."""
     family, c = _parse(cfg)
-    if family in MODULE_FAMILIES:
-        return MODULE_FAMILIES[family][1](c, num_classes, tuple(input_shape), nnx.Rngs(seed))
-    return AreaGraph(graph_spec(cfg, num_classes=num_classes, input_shape=input_shape), rngs=nnx.Rngs(seed))
+    return _run(c, family.build, num_classes, tuple(input_shape), nnx.Rngs(seed))
+
+
+def natural_input(cfg: DictConfig | dict) -> tuple[Shape, int]:
+    """The input shape (HWC) and class count a preset's paper trained on: ``build_model``'s defaults."""
+    _, c = _parse(cfg)
+    return tuple(c.natural_input), c.natural_classes
 
 
 def preset(name: str) -> DictConfig:
@@ -166,8 +106,26 @@ def preset(name: str) -> DictConfig:
     return load_option("model", name)
 
 
-def build_model(name: str, *, num_classes: int = 10, input_shape: Shape = (32, 32, 1), seed: int = 0,
+def family_defaults(family: str) -> dict[str, Any]:
+    """The config ``model/family/<family>`` (registered by ``recbench.config.register``): the family name and every
+    default of its dataclass.
+
+    Every preset lists it first, so that each key is in the composed config, which is what lets Hydra override it
+    (``model.norm=group``; Hydra refuses keys a config lacks). The dataclass is the one source of these values.
+    """
+    out: dict[str, Any] = {"family": family}
+    for f in dataclasses.fields(FAMILIES[family].schema):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = list(f.default) if isinstance(f.default, tuple) else f.default
+    return out
+
+
+def build_model(name: str, *, num_classes: int | None = None, input_shape: Shape | None = None, seed: int = 0,
                 **overrides: Any) -> nnx.Module:
-    """Build a preset by name for use in notebooks: ``build_model("blt", steps=8)(x)`` → ``[T, B, C]``."""
+    """Build a preset by name for notebooks, by default at its natural input, so that published weights load
+    as typed (``load_torch_weights(build_model("resnet18"), "resnet18.pth")``); ``build_model("blt", steps=8)(x)``
+    → ``[T, B, C]``. ``num_classes`` and ``input_shape`` override the natural ones."""
     cfg = OmegaConf.merge(preset(name), overrides)
-    return model_from_config(cfg, num_classes=num_classes, input_shape=input_shape, seed=seed)
+    shape, classes = natural_input(cfg)
+    return model_from_config(cfg, num_classes=classes if num_classes is None else num_classes,
+                             input_shape=shape if input_shape is None else tuple(input_shape), seed=seed)

@@ -25,13 +25,17 @@ Note PyTorch's BN ``momentum=0.1`` is ``StepNorm(momentum=0.9)`` (the default he
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from recbench.config import ConfigError, check_int, choice
+from recbench.models.contract import FamilyConfig, Shape
 from recbench.models.norms import NormContext, StepNorm
-from recbench.models.resnet_blocks import BLOCKS, conv
+from recbench.models.resnet_blocks import BLOCKS, SHORTCUTS, conv
+from recbench.models.torch_weights import Renamed, register_torch_renamer
 
 #: Norm kinds a caller picks; ``"bn"`` becomes time-specific ``"bn_step"`` in weight-shared blocks.
 RESNET_NORMS = ("bn", "group", "none")
@@ -89,7 +93,6 @@ class ResNet(nnx.Module):
             raise ValueError(f"share_weights needs >= 2 blocks in every stage, got {tuple(stage_blocks)}")
         block_cls = BLOCKS[block]
         self.stem = stem
-        self.stage_blocks = tuple(stage_blocks)
         self.share_weights = share_weights
         self.trained_steps = 1  # one readout: a feedforward net has T = 1
         #: applications of the shared block per stage that were trained (rows of its time-specific BN)
@@ -131,15 +134,17 @@ class ResNet(nnx.Module):
         steps: int | Sequence[int] | None = None,
         ablate: Sequence[str] = (),
         train: bool = False,
+        strategy: str | None = None,
     ) -> list[jax.Array]:
         """Per-step logits (one step here), from NHWC images.
 
         ``steps`` only matters with ``share_weights``: how many times each stage applies its shared block
         (an int for every stage, or one per stage; default the trained ``stage_blocks - 1``). Beyond the
-        trained count the shared block reuses its last BN row. ``ablate`` is accepted for the common model
-        contract; a ResNet has no lateral or top-down connections to silence.
+        trained count the shared block reuses its last BN row. ``ablate`` and ``strategy`` are the model
+        contract's (:class:`recbench.models.contract.Model`); a ResNet has no lateral or top-down connections
+        to silence and no rolled loop (its blocks run as Python code).
         """
-        del ablate
+        del ablate, strategy
         ctx = NormContext(train)
         h = jax.nn.relu(self.bn1(self.conv1(x), 0, ctx))
         if self.stem == "imagenet":
@@ -236,3 +241,69 @@ def imagenet_resnet(
         zero_init_residual=zero_init_residual,
         rngs=rngs,
     )
+
+
+def resnet_renamer(key: str) -> Renamed:
+    """torchvision's names are recbench's; akamaster's CIFAR ResNets call ``fc`` ``linear`` and the option-B
+    projection ``shortcut``."""
+    if key.startswith("linear."):
+        key = "fc." + key[len("linear.") :]
+    return key.replace(".shortcut.", ".downsample.")
+
+
+register_torch_renamer(ResNet, resnet_renamer)
+
+
+# ---- the model registry's two ResNet families ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class CifarResNetConfig(FamilyConfig):
+    natural_input: Shape = (32, 32, 3)  # CIFAR-10, He et al. §4.2
+    natural_classes: int = 10
+    depth: int  # 6n+2: 20, 32, 44, 56, 110, ...
+    width: int = 16  # the first stage's width (then 2x, 4x)
+    norm: str = "bn"  # bn | group | none (bn becomes per-step BN in weight-shared blocks)
+    share_weights: bool = False  # Liao & Poggio's shared ResNet: one block's convs repeated through a stage
+    shortcut: str = "A"  # A: zero-padded identity (the paper) | B: 1x1 conv projections
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageNetResNetConfig(FamilyConfig):
+    natural_input: Shape = (224, 224, 3)  # ImageNet, as torchvision's weights were trained
+    natural_classes: int = 1000
+    depth: int  # 18 | 34 | 50 | 101 | 152
+    norm: str = "bn"  # bn | group | none
+    share_weights: bool = False
+
+
+def check_cifar_resnet(c: CifarResNetConfig, num_classes: int, input_shape: Shape) -> None:
+    depth = check_int("model.depth", c.depth)
+    if depth < 8 or (depth - 2) % 6:
+        raise ConfigError(f"model.depth={depth} is not 6n+2 with n >= 1; use 20, 32, 44, 56, 110, ...")
+    if c.share_weights and depth < 14:
+        raise ConfigError(f"model.share_weights needs 2 or more blocks per stage (depth >= 14), got depth={depth}")
+    check_int("model.width", c.width)
+    choice(c.norm, "model.norm", RESNET_NORMS)
+    choice(c.shortcut, "model.shortcut", SHORTCUTS)
+
+
+def build_cifar_resnet(c: CifarResNetConfig, num_classes: int, input_shape: Shape,
+                       rngs: nnx.Rngs) -> ResNet:
+    check_cifar_resnet(c, num_classes, input_shape)
+    return cifar_resnet(c.depth, num_classes=num_classes, in_channels=input_shape[-1], width=c.width,
+                        share_weights=c.share_weights, norm=c.norm, shortcut=c.shortcut, rngs=rngs)
+
+
+def check_imagenet_resnet(c: ImageNetResNetConfig, num_classes: int, input_shape: Shape) -> None:
+    if c.depth not in IMAGENET_CONFIGS:
+        raise ConfigError(f"model.depth={c.depth!r} is not valid; choose one of: "
+                          f"{', '.join(map(str, IMAGENET_CONFIGS))}")
+    choice(c.norm, "model.norm", RESNET_NORMS)
+
+
+def build_imagenet_resnet(c: ImageNetResNetConfig, num_classes: int, input_shape: Shape,
+                          rngs: nnx.Rngs) -> ResNet:
+    check_imagenet_resnet(c, num_classes, input_shape)
+    return imagenet_resnet(c.depth, num_classes=num_classes, in_channels=input_shape[-1],
+                           share_weights=c.share_weights, norm=c.norm, rngs=rngs)

@@ -1,4 +1,4 @@
-"""Load PyTorch state dicts (torchvision, akamaster, CORnet) into recbench's NNX models.
+"""Load PyTorch state dicts into recbench's NNX models: the generic machinery a family's renamer plugs into.
 
 A state-dict key becomes a variable in two steps:
 
@@ -17,7 +17,8 @@ parameters (``nnx.Param`` / ``nnx.BatchStat``) that no key sets all fail with on
 the model is left as it was. Because every parameter is set, the model may be abstract
 (``nnx.eval_shape(lambda: imagenet_resnet(50, rngs=...))``), which skips the random initialisation.
 
-A new family registers its renamer once::
+A family registers its renamer once, in its own module (:mod:`recbench.models.resnet` for torchvision's and
+akamaster's ResNets, :mod:`recbench.models.cornet` for dicarlolab/CORnet)::
 
     def my_renamer(key):
         area, name, rest = key.split(".", 2)
@@ -29,8 +30,8 @@ A new family registers its renamer once::
     register_torch_renamer(MyNet, my_renamer)
 
 A class whose instances lay out the same PyTorch names differently registers ``per_model=True``: the function
-then takes the model and returns its key renamer. :class:`AreaGraph` does so for CORnet (``V1.conv1`` is a
-cell conv of CORnet-R/RT but the first edge of CORnet-S); see :func:`cornet_renamer`.
+then takes the model and returns its key renamer. CORnet does so for :class:`AreaGraph` (``V1.conv1`` is a
+cell conv of CORnet-R/RT but the first edge of CORnet-S).
 """
 
 from __future__ import annotations
@@ -44,9 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from recbench.models.engine import AreaGraph
 from recbench.models.norms import StepNorm
-from recbench.models.resnet import ResNet
 
 #: What a renamer returns: a dotted name in recbench's layout (PyTorch leaf names), that name plus the row
 #: of a multi-row norm to fill, or ``None`` to drop the key on purpose.
@@ -118,17 +117,6 @@ def renamer_for(model: nnx.Module) -> Renamer:
         if cls in _RENAMER_FACTORIES:
             return _RENAMER_FACTORIES[cls](model)
     return lambda key: key
-
-
-def resnet_renamer(key: str) -> Renamed:
-    """torchvision's names are recbench's; akamaster's CIFAR ResNets call ``fc`` ``linear`` and the option-B
-    projection ``shortcut``."""
-    if key.startswith("linear."):
-        key = "fc." + key[len("linear.") :]
-    return key.replace(".shortcut.", ".downsample.")
-
-
-register_torch_renamer(ResNet, resnet_renamer)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -283,85 +271,3 @@ def load_torch_weights(model: nnx.Module, source: str | os.PathLike | Mapping[st
             full = t.full
         var.set_value(jnp.asarray(full, dtype=var.dtype))
     return model
-
-
-# ---- CORnet (dicarlolab/CORnet) --------------------------------------------------------------------------
-
-#: Area names of recbench's CORnet graphs: Z/R/RT (and kar_feedback), and S, whose V1 is two areas.
-CORNET_AREAS = ("V1", "V2", "V4", "IT")
-CORNET_S_AREAS = ("V1_0", "V1", "V2", "V4", "IT")
-#: Names of recbench's own layout, passed to the mechanical rule unchanged for any AreaGraph.
-_GRAPH_ROOTS = frozenset({"edges", "areas", "readout"})
-
-
-def cornet_renamer(model: AreaGraph) -> Renamer:
-    """The key renamer for a CORnet :class:`AreaGraph` (``per_model``: CORnet-S names V1 differently).
-
-    dicarlolab/CORnet's names (a leading ``module.`` is dropped) map onto recbench's graph:
-
-    * Z: ``{A}.conv`` → the bottom-up edge into ``A`` (``edges.input_to_V1.conv``, ``edges.V1_to_V2.conv``, ...);
-    * R/RT: ``{A}.conv_input`` / ``norm_input`` → that edge's ``conv`` / ``norm``; ``{A}.conv1`` / ``norm1`` →
-      ``areas.{A}.cells.0.conv`` / ``norm``;
-    * S: ``V1.conv1`` → ``edges.input_to_V1_0.conv``, ``V1.norm1`` → ``areas.V1_0.cells.0.norm``, ``V1.conv2`` →
-      ``edges.V1_0_to_V1.conv``, ``V1.norm2`` → ``areas.V1.cells.0.norm``; for V2/V4/IT ``conv_input`` → the edge,
-      ``skip``, ``norm_skip``, ``conv1..3`` → ``areas.{A}.cells.0.*`` and ``norm{k}_{t}`` → row ``t`` of
-      ``areas.{A}.cells.0.norm{k}`` (per-step BN);
-    * ``decoder.linear`` → ``readout``.
-
-    Keys already in recbench's layout (``edges.``, ``areas.``, ``readout.``) pass unchanged; a key this does not
-    know is returned as is, so the loader reports it as having no target. An AreaGraph whose areas are not
-    CORnet's gets a ``ValueError`` for the first foreign key.
-    """
-    spec = model.spec
-    names = tuple(spec.names)
-    s_layout = names == CORNET_S_AREAS
-    if not s_layout and names != CORNET_AREAS:
-        def foreign(key: str) -> Renamed:
-            if key.split(".", 1)[0] in _GRAPH_ROOTS:
-                return key
-            raise ValueError(
-                f"load_torch_weights into AreaGraph: {key!r} is not in recbench's layout (edges./areas./readout.) "
-                f"and PyTorch names are only known for CORnet graphs (areas {', '.join(CORNET_AREAS)} or "
-                f"{', '.join(CORNET_S_AREAS)}); this graph's areas are {', '.join(names)}")
-
-        return foreign
-
-    into = {spec.names[e.dst]: spec.edge_name(e) for e in spec.edges if e.kind == "bottom_up"}
-
-    def rename(key: str) -> Renamed:
-        if key.startswith("module."):
-            key = key[len("module.") :]
-        parts = key.split(".")
-        if parts[0] in _GRAPH_ROOTS:
-            return key
-        if len(parts) < 3:
-            return key
-        area, name, rest = parts[0], parts[1], ".".join(parts[2:])
-        if area == "decoder":
-            return f"readout.{rest}" if name == "linear" else key
-        if area not in CORNET_AREAS:
-            return key
-        if s_layout and area == "V1":  # V1 = conv1-norm1-ReLU-pool (area V1_0), conv2-norm2-ReLU (area V1)
-            sub = {"conv1": f"edges.{into['V1_0']}.conv", "norm1": "areas.V1_0.cells.0.norm",
-                   "conv2": f"edges.{into['V1']}.conv", "norm2": "areas.V1.cells.0.norm"}
-            return f"{sub[name]}.{rest}" if name in sub else key
-        if name in ("conv", "conv_input"):
-            return f"edges.{into[area]}.conv.{rest}"
-        if name == "norm_input":
-            return f"edges.{into[area]}.norm.{rest}"
-        cell = f"areas.{area}.cells.0"
-        if s_layout:
-            base, _, step = name.rpartition("_")
-            if base in ("norm1", "norm2", "norm3") and step.isdigit():
-                return f"{cell}.{base}.{rest}", int(step)
-            if name in ("skip", "norm_skip", "conv1", "conv2", "conv3"):
-                return f"{cell}.{name}.{rest}"
-            return key
-        if name in ("conv1", "norm1"):  # R/RT: the cell's conv + GroupNorm
-            return f"{cell}.{'conv' if name == 'conv1' else 'norm'}.{rest}"
-        return key
-
-    return rename
-
-
-register_torch_renamer(AreaGraph, cornet_renamer, per_model=True)

@@ -133,3 +133,15 @@ def test_skip_in_time_reads_the_state_from_delay_steps_back():
     assert not np.allclose(a[3], b[3])
     np.testing.assert_allclose(m(x, ablate=("skip",)), b, rtol=1e-6)
     assert effective_depth(m, (16, 16, 1)) == [1, 2, 3, 4, 5]  # the skip path is shorter, never longer
+
+
+def test_stagewise_trained_steps_are_the_last_areas():
+    """A stagewise net reads out after each step of its last area, whatever the graph's own ``steps``."""
+    from recbench.models.engine import AreaSpec, EdgeSpec, GraphSpec
+
+    spec = GraphSpec((AreaSpec("a", 4, steps=2), AreaSpec("b", 4, pool=2, steps=3)),
+                     (EdgeSpec("bottom_up", -1, 0), EdgeSpec("bottom_up", 0, 1), EdgeSpec("lateral", 1, 1)),
+                     steps=5, schedule="stagewise", num_classes=5)
+    m = AreaGraph(spec, rngs=nnx.Rngs(0))
+    assert m.trained_steps == spec.readouts() == 3 == len(m.unroll(_x()))
+    assert m(_x(), steps=6).shape == (6, 3, 5)

@@ -8,7 +8,8 @@ from flax import nnx
 
 from recbench.config import group_choices
 from recbench.models.accounting import count_params
-from recbench.models.registry import build_model, model_from_config, preset
+from recbench.models.contract import Model
+from recbench.models.registry import build_model, model_from_config, natural_input, preset
 from recbench.models.resnet import ResNet
 
 IMAGENET_FAMILIES = ("cornet", "imagenet_resnet")
@@ -19,21 +20,55 @@ def _shape(cfg):
 
 
 @pytest.mark.parametrize("name", group_choices("model"))
-def test_every_preset_returns_a_readout_per_step(name):
+def test_every_preset_keeps_the_model_contract(name):
+    """A readout per step, as many as ``trained_steps`` says, whether called or unrolled (``strategy`` accepted)."""
     cfg = preset(name)
     shape = _shape(cfg)
+    seen = {}
 
     def forward():
         m = model_from_config(cfg, num_classes=7, input_shape=shape)
-        return m(jnp.zeros((2, *shape)), train=True), m.trained_steps
+        seen.update(contract=isinstance(m, Model), trained_steps=m.trained_steps)
+        x = jnp.zeros((2, *shape))
+        return m(x, train=True), m.unroll(x, strategy="loop")
 
-    out = jax.eval_shape(forward)[0]
+    out, per_step = jax.eval_shape(forward)
     expected_t = {"cornet_s": 2, "cornet_z": 1, "hgru": 8, "feedback48": 4}.get(name)
     if cfg.family in ("cifar_resnet", "imagenet_resnet"):
         expected_t = 1
     elif expected_t is None:
         expected_t = cfg.steps
-    assert out.shape == (expected_t, 2, 7)
+    assert seen["contract"]
+    assert seen["trained_steps"] == expected_t == len(per_step)
+    assert out.shape == (expected_t, 2, 7) and all(p.shape == (2, 7) for p in per_step)
+
+
+def _natural(name: str, family: str) -> tuple[tuple[int, int, int], int]:
+    """What each paper trained on, written out independently of the configs."""
+    if name.endswith("_net"):
+        return (128, 128, 3), 565  # rcnn-sat on ecoset
+    return {"blt": ((32, 32, 1), 10), "matched_control": ((32, 32, 1), 10),  # Spoerer et al.'s digits
+            "cornet": ((224, 224, 3), 1000), "imagenet_resnet": ((224, 224, 3), 1000),
+            "cifar_resnet": ((32, 32, 3), 10), "liao_poggio": ((32, 32, 3), 10),  # CIFAR-10
+            "feedback_net": ((32, 32, 3), 100),  # Zamir et al.: CIFAR-100
+            "hgru": ((150, 150, 1), 2)}[family]  # Linsley et al.: Pathfinder
+
+
+@pytest.mark.parametrize("name", group_choices("model"))
+def test_natural_input_is_what_the_paper_trained_on(name):
+    cfg = preset(name)
+    assert natural_input(cfg) == _natural(name, cfg.family)
+
+
+def test_build_model_defaults_to_the_natural_input_and_overrides_it():
+    out = jax.eval_shape(lambda: build_model("resnet18")(jnp.zeros((1, 224, 224, 3))))
+    assert out.shape == (1, 1, 1000)
+    m = nnx.eval_shape(lambda: build_model("resnet18"))
+    assert m.conv1.kernel.shape == (7, 7, 3, 64) and count_params(m) == 11_689_512  # torchvision's
+    small = nnx.eval_shape(lambda: build_model("resnet18", num_classes=10, input_shape=(32, 32, 1)))
+    assert small.conv1.kernel.shape == (7, 7, 1, 64) and small.fc.kernel.shape == (512, 10)
+    net = nnx.eval_shape(lambda: build_model("b_net", natural_classes=1000))  # ImageNet instead of ecoset
+    assert net.readout.kernel.shape == (2048, 1000)
 
 
 @pytest.mark.parametrize("name,params", [

@@ -21,7 +21,7 @@ def abstract(build, *args, **kw) -> nnx.Module:
 
 
 def rngs() -> nnx.Rngs:
-    # rbg keys compile random init ~3x faster than threefry on CPU (research/measurements.md §4b).
+    # rbg keys compile random init ~3x faster than threefry on CPU (docs/performance.md §4b).
     return nnx.Rngs(jax.random.key(0, impl="rbg"))
 
 

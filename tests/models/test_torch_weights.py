@@ -15,7 +15,7 @@ from torch.nn import functional as F  # noqa: E402
 
 import recbench  # noqa: E402
 from recbench.models import torch_weights  # noqa: E402
-from recbench.models.resnet import ResNet, cifar_resnet, imagenet_resnet  # noqa: E402
+from recbench.models.resnet import ResNet, cifar_resnet, imagenet_resnet, resnet_renamer  # noqa: E402
 
 TOL = 1e-4
 
@@ -320,7 +320,7 @@ def test_bn_broadcasts_into_every_row_and_a_renamer_can_fill_rows(cifar20, monke
     def renamer(key):
         name, leaf = key.rsplit(".", 1)
         base, _, step = name.rpartition("_")
-        return (f"{base}.{leaf}", int(step)) if step.isdigit() and base else torch_weights.resnet_renamer(key)
+        return (f"{base}.{leaf}", int(step)) if step.isdigit() and base else resnet_renamer(key)
 
     monkeypatch.setitem(torch_weights._RENAMERS, ResNet, renamer)
     model = recbench.load_torch_weights(abstract(cifar_resnet, 20, share_weights=True), per_step)
