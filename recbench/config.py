@@ -56,6 +56,9 @@ class TrainerConfig:
     resume: bool = True
     progress: bool = True
     save_predictions: bool = True  # per-image logits at every step of the final eval (predictions.npz)
+    target_accuracy: float = 0.0  # > 0: stop once the last-step test accuracy (checked every eval_every) reaches it
+    precision: str = "fp32"  # fp32 | bf16 (compute in bf16; parameters, optimizer and BN statistics in fp32)
+    mesh: int = 0  # devices on the data axis (batches sharded, state replicated); 0 = every device of every process
 
 
 @dataclass
@@ -76,6 +79,7 @@ class LoggerConfig:
 class PathsConfig:
     output_root: str = "outputs"
     data_dir: str = MISSING
+    compile_cache: str = MISSING  # JAX's persistent compilation cache; "" turns it off
 
 
 @dataclass
@@ -115,7 +119,8 @@ def register() -> None:
 # of the run directory's name, so `trainer.total_steps=2000` on a finished 1000-step run continues it.
 RESUME_FREE = ("trainer.total_steps", "trainer.eval_every", "trainer.log_every", "trainer.checkpoint_every",
                "trainer.progress", "trainer.resume", "trainer.keep_checkpoints", "trainer.eval_batch_size",
-               "trainer.save_predictions", "logger", "paths", "name")
+               "trainer.save_predictions", "trainer.target_accuracy", "trainer.mesh", "logger", "paths",
+               "name")
 # Not in the directory name either: the experiment preset names its folder through ``name``.
 _DIRNAME_FREE = (*RESUME_FREE, "experiment")
 _MAX_DIRNAME = 200

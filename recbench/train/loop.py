@@ -32,6 +32,9 @@ def validate_trainer(t: TrainerConfig) -> None:
     for key in ("total_steps", "batch_size", "eval_every", "eval_batch_size", "log_every", "checkpoint_every",
                 "keep_checkpoints"):
         check_int(f"trainer.{key}", getattr(t, key))
+    if not 0.0 <= t.target_accuracy <= 1.0:
+        raise ConfigError(f"trainer.target_accuracy={t.target_accuracy} is not an accuracy; give a value in (0, 1], "
+                          "or 0 to train for trainer.total_steps")
 
 
 def device_name() -> str:
@@ -68,6 +71,39 @@ class Throughput:
     @property
     def images_per_s(self) -> float | None:
         return self._images / self._seconds if self._seconds else None
+
+
+class TargetWatch:
+    """``trainer.target_accuracy``: stop at the first evaluation whose last-step accuracy reaches the target, and
+    record the time to it (airbench's measure: seconds since the run started, data preparation and compilation
+    included, and the images seen). A rerun of a run that stopped at its target finds it in ``summary.json`` and
+    does not train on."""
+
+    def __init__(self, target: float, t_start: float, workdir: Path | None, start: int):
+        self.target, self.t_start = target, t_start
+        self.step: int | None = None
+        self.seconds: float | None = None
+        self.images: int | None = None
+        if target > 0 and workdir is not None and (workdir / "summary.json").exists():
+            old = json.loads((workdir / "summary.json").read_text())
+            if old.get("target_accuracy") == target and old.get("steps_to_target") == start:
+                self.step, self.seconds, self.images = start, old["time_to_target_s"], old["images_to_target"]
+
+    @property
+    def reached(self) -> bool:
+        return self.step is not None
+
+    def check(self, step: int, accuracy: float, batch_size: int) -> bool:
+        if self.target <= 0 or self.reached or accuracy < self.target:
+            return False
+        self.step, self.seconds, self.images = step, round(time.time() - self.t_start, 2), step * batch_size
+        return True
+
+    def summary(self) -> dict:
+        if self.target <= 0:
+            return {}
+        return {"target_accuracy": self.target, "time_to_target_s": self.seconds, "steps_to_target": self.step,
+                "images_to_target": self.images}
 
 
 def _prepare_workdir(workdir: Path, resolved: dict, resume: bool) -> None:
@@ -135,8 +171,9 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
 
         # -- loop ----------------------------------------------------------------------------------------------
         clock = Throughput(tc.batch_size, start)
+        target = TargetWatch(tc.target_accuracy, t_start, workdir if start else None, start)
         with console.progress(tc.total_steps, start) as bar:
-            for step in range(start, tc.total_steps):
+            for step in range(start, start if target.reached else tc.total_steps):
                 clock.begin()
                 state, metrics = run.train_step(state, *run.inputs.train_batch(step))
                 done = step + 1
@@ -154,17 +191,24 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
                     logger.event("eval", done, accuracy_per_step=ev["accuracy_per_step"],
                                  loss_per_step=ev["loss_per_step"])
                     bar.note(f"step {done}: test accuracy per step " + console.fmt(ev["accuracy_per_step"]))
+                    if target.check(done, ev["accuracy_per_step"][-1], tc.batch_size):
+                        bar.note(f"step {done}: reached target accuracy {tc.target_accuracy} after "
+                                 f"{target.seconds:.1f} s; stopping")
                     clock.resume()
-                if done % tc.checkpoint_every == 0 or done == tc.total_steps:
+                if done % tc.checkpoint_every == 0 or done == tc.total_steps or target.reached:
                     ckpt.save(done, state.tree())
                     clock.resume()
+                if target.reached:
+                    break
 
         # -- summarise -----------------------------------------------------------------------------------------
         keep_logits = (tc.save_predictions
                        and run.time_steps * run.inputs.eval_size * run.dataset.num_classes <= MAX_SAVED_LOGITS)
+        end = target.step or tc.total_steps
         ev = evaluate_split(run.evaluate, state, run.inputs, tc.eval_batch_size, None, keep_logits=keep_logits)
-        logger.event("eval", tc.total_steps, accuracy_per_step=ev["accuracy_per_step"],
-                     loss_per_step=ev["loss_per_step"])
+        if not target.reached:  # a run stopped at its target has logged this very evaluation already
+            logger.event("eval", end, accuracy_per_step=ev["accuracy_per_step"], loss_per_step=ev["loss_per_step"])
+            target.check(end, ev["accuracy_per_step"][-1], tc.batch_size)
         if tc.save_predictions:
             extra = {"logits": ev["logits"].astype(np.float16)} if keep_logits else {}
             np.savez_compressed(workdir / "predictions.npz", correct=ev["correct"], labels=run.inputs.eval_labels(),
@@ -175,8 +219,9 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
             "final_accuracy": ev["accuracy_per_step"][-1],
             "best_step_accuracy": max(ev["accuracy_per_step"]),
             "loss_per_step": ev["loss_per_step"],
-            "train_steps": tc.total_steps,
+            "train_steps": end,
             "resumed_from": start,
+            **target.summary(),
             "wall_time_s": round(time.time() - t_start, 2),
             "first_step_s": round(clock.first_step_s, 2) if clock.first_step_s is not None else None,
             "images_per_s": round(clock.images_per_s, 1) if clock.images_per_s else None,
