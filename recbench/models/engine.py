@@ -37,6 +37,7 @@ from flax import nnx
 
 from recbench.models.cells import CELL_TYPES, CELLS, output_of
 from recbench.models.norms import NormContext, StepNorm
+from recbench.models.phases import conv_transpose_same, max_pool_blocks, rewrites_on
 
 EDGE_KINDS = ("bottom_up", "lateral", "topdown", "recall", "skip")
 ABLATABLE = ("lateral", "topdown", "recall", "skip")
@@ -200,10 +201,14 @@ class Edge(nnx.Module):
 
     def __call__(self, x: jax.Array, t, ctx: NormContext) -> jax.Array:
         if self.pool > 1:
-            x = nnx.max_pool(x, (self.pool, self.pool), strides=(self.pool, self.pool), padding="SAME")
+            x = max_pool_blocks(x, self.pool)
         if self.up > 1:
             x = jnp.repeat(jnp.repeat(x, self.up, axis=1), self.up, axis=2)
-        if self.conv is not None:
+        if isinstance(self.conv, nnx.ConvTranspose) and rewrites_on():  # same function, off XLA:CPU's slow path
+            x = conv_transpose_same(x, self.conv.kernel[...], self.conv.strides[0])
+            if self.conv.bias is not None:
+                x = x + self.conv.bias[...]
+        elif self.conv is not None:
             x = self.conv(x)
         if self.norm is not None:
             x = jax.nn.relu(self.norm(x, t, ctx))

@@ -1,0 +1,145 @@
+"""Strided and transposed convolutions rewritten as stride-1 convolutions over the *phases* of a grid.
+
+XLA:CPU runs a convolution with a dilated input (``lhs_dilation``: the forward pass of a transposed conv, and the
+input gradient of every strided conv) far off its fast path: in the default BLT's train step the three such
+convolutions took over half of the step (docs/performance.md §8). Both operations have an exact rewrite into
+ordinary stride-1 convolutions, which computes the same function with the same weights (only the order of the
+floating-point sums differs):
+
+* **transposed conv, stride s** (:func:`conv_transpose_same`): output pixel ``s*i + a`` only meets the kernel
+  taps ``k ≡ (lo - a) mod s``, so each of the s² output phases is a stride-1 conv of the input with a sub-kernel.
+  All phases are computed by one stride-1 conv with s²·C_out output channels (the sub-kernels laid out in one
+  n×n kernel, zeros where a phase has no tap) and interleaved back ("depth to space").
+* **non-overlapping max-pool** (:func:`max_pool_blocks`): a p×p pool with stride p over a grid that p divides is
+  a reshape and a max. Its gradient is a compare and select, where ``reduce_window``'s goes through XLA's
+  ``select-and-scatter`` with an index grid (``iota``) as large as the input. At a tie the reshape form splits
+  the gradient between the tied inputs where ``reduce_window`` gives it to one; the pools here follow a ReLU, so
+  ties are zeros, whose gradient the ReLU stops either way.
+* **strided conv, stride s** (:func:`conv_strided`): split the input into its s² phases ("space to depth",
+  s²·C_in channels) and run one stride-1 conv whose kernel holds, for each phase, the taps that land on it.
+
+The kernels are gathered from the layer's own kernel with static indices, so parameters, initialisation,
+checkpoints and imported PyTorch weights are unchanged. The combined transposed-conv kernel multiplies some
+zeros (16 taps per input pixel for a 3×3 kernel at stride 2, where the operation needs 9), so FLOPs are counted
+on the reference ops: :mod:`recbench.models.accounting` traces inside :func:`reference_ops`, and a model's FLOPs
+per image say what the network computes, not how this CPU path computes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from functools import cache
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+_DN = ("NHWC", "HWIO", "NHWC")
+_REWRITE = [True]
+
+
+def rewrites_on() -> bool:
+    """Whether layers should use the rewrites (False inside :func:`reference_ops`)."""
+    return _REWRITE[-1]
+
+
+@contextlib.contextmanager
+def reference_ops() -> Iterator[None]:
+    """Trace with the plain XLA ops (lhs-dilated transposed convs, ``reduce_window`` pools), e.g. to count FLOPs."""
+    _REWRITE.append(False)
+    try:
+        yield
+    finally:
+        _REWRITE.pop()
+
+
+def _same_transpose_padding(k: int, s: int) -> tuple[int, int]:
+    """``lax.conv_transpose``'s padding of the dilated input for ``padding="SAME"`` (flax's ConvTranspose)."""
+    pad_len = k + s - 2
+    lo = k - 1 if s > k - 1 else -(-pad_len // 2)
+    return lo, pad_len - lo
+
+
+@cache
+def _transpose_taps(k: int, s: int) -> tuple[np.ndarray, int, int]:
+    """Static gather indices into the flattened kernel (index ``k*k`` = a zero tap) for the combined n×n kernel
+    [n, n, s, s], and the padding (lo, hi) of the stride-1 conv."""
+    lo, _ = _same_transpose_padding(k, s)
+    taps, offs = [], []
+    for a in range(s):
+        first = (lo - a) % s
+        taps.append(list(range(first, k, s)))
+        offs.append((a + first - lo) // s)  # phase a at input row i reads rows i + off + j
+    cmin = min(offs)
+    n = max(o + len(t) for o, t in zip(offs, taps, strict=True)) - cmin
+    idx = np.full((n, n, s, s), k * k, np.int32)
+    for a in range(s):
+        for b in range(s):
+            for j, ky in enumerate(taps[a]):
+                for jj, kx in enumerate(taps[b]):
+                    idx[offs[a] - cmin + j, offs[b] - cmin + jj, a, b] = ky * k + kx
+    return idx, -cmin, n - 1 + cmin
+
+
+def conv_transpose_same(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    """``lax.conv_transpose(x, kernel, (s, s), "SAME")`` with an HWIO kernel and no kernel flip (what
+    ``nnx.ConvTranspose`` computes), as one stride-1 conv and a depth-to-space; ``x`` is NHWC."""
+    k, _, c_in, c_out = kernel.shape
+    s = stride
+    idx, lo, hi = _transpose_taps(k, s)
+    flat = jnp.concatenate([kernel.reshape(k * k, c_in, c_out), jnp.zeros((1, c_in, c_out), kernel.dtype)])
+    n = idx.shape[0]
+    sub = flat[idx]  # [n, n, s, s, c_in, c_out]
+    sub = sub.transpose(0, 1, 4, 2, 3, 5).reshape(n, n, c_in, s * s * c_out)
+    y = lax.conv_general_dilated(x, sub, (1, 1), ((lo, hi), (lo, hi)), dimension_numbers=_DN)
+    b, h, w, _ = x.shape
+    return y.reshape(b, h, w, s, s, c_out).transpose(0, 1, 3, 2, 4, 5).reshape(b, h * s, w * s, c_out)
+
+
+@cache
+def _strided_taps(k: int, s: int, pad_lo: int) -> tuple[np.ndarray, int]:
+    """Static gather indices [m, m, s, s] (index ``k*k`` = zero tap) for the stride-1 conv over the s² phases of a
+    stride-s conv, and that conv's low padding (in phase rows)."""
+    # output i reads input rows s*i + ky - pad_lo; write r = s*(i + d) + p with phase p in [0, s)
+    rows = [(ky - pad_lo) for ky in range(k)]
+    d = [r // s for r in rows]
+    dmin, dmax = min(d), max(d)
+    m = dmax - dmin + 1
+    idx = np.full((m, m, s, s), k * k, np.int32)
+    for ky, ry in enumerate(rows):
+        for kx, rx in enumerate(rows):
+            idx[ry // s - dmin, rx // s - dmin, ry % s, rx % s] = ky * k + kx
+    return idx, -dmin
+
+
+def conv_strided(x: jax.Array, kernel: jax.Array, stride: int, padding: tuple[int, int]) -> jax.Array:
+    """``lax.conv_general_dilated(x, kernel, (s, s), (padding, padding))`` (NHWC, HWIO) as a space-to-depth and one
+    stride-1 conv. ``padding`` is the explicit (lo, hi) of the strided conv on each spatial axis."""
+    k, _, c_in, c_out = kernel.shape
+    s = stride
+    b, h, w, _ = x.shape
+    lo, hi = padding
+    out_h, out_w = (h + lo + hi - k) // s + 1, (w + lo + hi - k) // s + 1
+    idx, plo = _strided_taps(k, s, lo)
+    m = idx.shape[0]
+    # phases of the unpadded input, zero-extended to whole phase rows: row r = s*q + p
+    hq, wq = -(-h // s), -(-w // s)
+    xp = jnp.pad(x, ((0, 0), (0, hq * s - h), (0, wq * s - w), (0, 0)))
+    xp = xp.reshape(b, hq, s, wq, s, c_in).transpose(0, 1, 3, 2, 4, 5).reshape(b, hq, wq, s * s * c_in)
+    flat = jnp.concatenate([kernel.reshape(k * k, c_in, c_out), jnp.zeros((1, c_in, c_out), kernel.dtype)])
+    sub = flat[idx].reshape(m, m, s * s * c_in, c_out)  # [m, m, (s, s, c_in), c_out], as xp's channels
+    phi_h, phi_w = out_h + m - 1 - plo - hq, out_w + m - 1 - plo - wq
+    return lax.conv_general_dilated(xp, sub, (1, 1), ((plo, phi_h), (plo, phi_w)), dimension_numbers=_DN)
+
+
+def max_pool_blocks(x: jax.Array, p: int) -> jax.Array:
+    """``nnx.max_pool(x, (p, p), strides=(p, p), padding="SAME")`` on NHWC ``x``; a reshape and a max where ``p``
+    divides the grid, ``reduce_window`` otherwise."""
+    b, h, w, c = x.shape
+    if h % p or w % p or not rewrites_on():
+        from flax import nnx
+
+        return nnx.max_pool(x, (p, p), strides=(p, p), padding="SAME")
+    return x.reshape(b, h // p, p, w // p, p, c).max(axis=(2, 4))
