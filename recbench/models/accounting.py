@@ -27,6 +27,7 @@ import numpy as np
 from flax import nnx
 
 from recbench.models.contract import Model
+from recbench.models.rewrites import reference_ops
 
 # Elementwise primitives that make a layer nonlinear. ``max`` is how ReLU lowers.
 NONLINEAR_PRIMITIVES = frozenset({"max", "logistic", "tanh", "erf", "erf_inv", "sin", "cos", "atan2"})
@@ -44,7 +45,8 @@ def _per_step_fn(model: Model, steps: int | None) -> tuple[Callable, nnx.State]:
 
     def fn(state, x):
         m = nnx.merge(graphdef, state, copy=True)
-        return tuple(m.unroll(x, steps=steps, train=False, strategy="loop"))
+        with reference_ops():  # count what the network computes, not the CPU rewrites' zero taps
+            return tuple(m.unroll(x, steps=steps, train=False, strategy="loop"))
 
     return fn, state
 
@@ -59,9 +61,15 @@ def flops_per_image(model: Model, input_shape: Sequence[int], steps: int | None 
     backend so that the figure is the same on every machine; ``None`` where no backend can count (see above)."""
     fn, state = _per_step_fn(model, steps)
     n_out = len(jax.eval_shape(fn, *_abstract(state, input_shape)))
+    cpu = counting_device()
     if n_out == 1:  # feedforward: one readout
-        return [_count_flops(fn, _abstract(state, input_shape))]
-    return [_count_flops(_per_step_fn(model, t)[0], _abstract(state, input_shape)) for t in range(1, n_out + 1)]
+        flops = [_count_flops(fn, _abstract(state, input_shape), cpu)]
+    else:
+        flops = [_count_flops(_per_step_fn(model, t)[0], _abstract(state, input_shape), cpu)
+                 for t in range(1, n_out + 1)]
+    if any(f is None for f in flops):
+        _warn_no_flops(cpu is None)  # once per model, not once per step
+    return flops
 
 
 def counting_device() -> jax.Device | None:
@@ -73,21 +81,16 @@ def counting_device() -> jax.Device | None:
         return None
 
 
-def _count_flops(fn: Callable, args: tuple) -> float | None:
-    """XLA's pre-optimisation FLOP count of ``jit(fn)`` lowered for ``args``: on the CPU device when there is one,
-    else on the default backend; ``None`` (with one warning) when the backend has no cost analysis."""
-    cpu = counting_device()
+def _count_flops(fn: Callable, args: tuple, cpu: jax.Device | None) -> float | None:
+    """XLA's pre-optimisation FLOP count of ``jit(fn)`` lowered for ``args``: on ``cpu`` when there is one, else on
+    the default backend; ``None`` when that backend has no cost analysis (the caller warns)."""
     try:
         if cpu is not None:
             with jax.default_device(cpu):  # abstract args carry no sharding: the default device decides
-                flops = _flops_of(jax.jit(fn).lower(*args).cost_analysis())
-        else:
-            flops = _flops_of(jax.jit(fn).lower(*args).cost_analysis())
+                return _flops_of(jax.jit(fn).lower(*args).cost_analysis())
+        return _flops_of(jax.jit(fn).lower(*args).cost_analysis())
     except NotImplementedError:  # older jax raised instead of returning None
-        flops = None
-    if flops is None:
-        _warn_no_flops(cpu is None)
-    return flops
+        return None
 
 
 def _flops_of(cost: Any) -> float | None:

@@ -22,11 +22,12 @@ import jax.numpy as jnp
 from flax import nnx
 
 from recbench.models.norms import NormContext, StepNorm
+from recbench.models.rewrites import Conv
 
 
-def _conv(c_in: int, c_out: int, k: int, rngs: nnx.Rngs, *, stride: int = 1, bias: bool = False) -> nnx.Conv:
+def _conv(c_in: int, c_out: int, k: int, rngs: nnx.Rngs, *, stride: int = 1, bias: bool = False) -> Conv:
     pad = k // 2
-    return nnx.Conv(c_in, c_out, (k, k), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
+    return Conv(c_in, c_out, (k, k), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
                     use_bias=bias, kernel_init=nnx.initializers.kaiming_normal(), rngs=rngs)
 
 

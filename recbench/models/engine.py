@@ -37,7 +37,7 @@ from flax import nnx
 
 from recbench.models.cells import CELL_TYPES, CELLS, output_of
 from recbench.models.norms import NormContext, StepNorm
-from recbench.models.phases import conv_transpose_same, max_pool_blocks, rewrites_on
+from recbench.models.rewrites import Conv, ConvTranspose, max_pool_blocks
 
 EDGE_KINDS = ("bottom_up", "lateral", "topdown", "recall", "skip")
 ABLATABLE = ("lateral", "topdown", "recall", "skip")
@@ -192,11 +192,11 @@ class Edge(nnx.Module):
         init = nnx.initializers.kaiming_normal()
         k, bias = spec.kernel, spec.bias
         if up > 1 and resample == "transpose":  # top-down from a coarser area: a transposed conv upsamples
-            self.conv = nnx.ConvTranspose(c_in, c_out, (k, k), strides=(up, up), padding="SAME", use_bias=bias,
+            self.conv = ConvTranspose(c_in, c_out, (k, k), strides=(up, up), padding="SAME", use_bias=bias,
                                           kernel_init=init, rngs=rngs)
         else:
             pad = k // 2
-            self.conv = nnx.Conv(c_in, c_out, (k, k), strides=(spec.stride,) * 2, padding=((pad, pad),) * 2,
+            self.conv = Conv(c_in, c_out, (k, k), strides=(spec.stride,) * 2, padding=((pad, pad),) * 2,
                                  use_bias=bias, kernel_init=init, rngs=rngs)
 
     def __call__(self, x: jax.Array, t, ctx: NormContext) -> jax.Array:
@@ -204,11 +204,7 @@ class Edge(nnx.Module):
             x = max_pool_blocks(x, self.pool)
         if self.up > 1:
             x = jnp.repeat(jnp.repeat(x, self.up, axis=1), self.up, axis=2)
-        if isinstance(self.conv, nnx.ConvTranspose) and rewrites_on():  # same function, off XLA:CPU's slow path
-            x = conv_transpose_same(x, self.conv.kernel[...], self.conv.strides[0])
-            if self.conv.bias is not None:
-                x = x + self.conv.bias[...]
-        elif self.conv is not None:
+        if self.conv is not None:
             x = self.conv(x)
         if self.norm is not None:
             x = jax.nn.relu(self.norm(x, t, ctx))

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from recbench.models.norms import NormContext, StepNorm
+from recbench.models.rewrites import Conv
 
 #: torchvision's ``kaiming_normal_(mode="fan_out", nonlinearity="relu")``: std = sqrt(2 / (k*k*C_out)),
 #: an untruncated normal. He et al.'s fan_in variant differs only in which width enters the variance.
@@ -25,14 +26,14 @@ KAIMING_FAN_OUT = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
 SHORTCUTS = ("A", "B")
 
 
-def conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1, *, rngs: nnx.Rngs) -> nnx.Conv:
+def conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1, *, rngs: nnx.Rngs) -> Conv:
     """A bias-free square conv with PyTorch's symmetric padding ``kernel // 2``.
 
     Flax's ``"SAME"`` pads a stride-2 3x3 conv on an even input as (0, 1), PyTorch as (1, 1): the
     sampled pixels would differ and imported torchvision weights would see shifted inputs.
     """
     p = kernel // 2
-    return nnx.Conv(
+    return Conv(
         in_channels,
         out_channels,
         (kernel, kernel),

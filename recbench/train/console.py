@@ -6,8 +6,16 @@ import contextlib
 from pathlib import Path
 
 from rich.console import Console as RichConsole
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+
+from recbench.env import backend_line, backend_report
+
+
+def _mflops(flops: float | None, digits: int) -> str:
+    """MFLOP for display; "n/a" where no backend could count them (recbench.models.accounting)."""
+    return "n/a" if flops is None else f"{flops / 1e6:.{digits}f}"
 
 
 class _Bar:
@@ -41,13 +49,18 @@ class Console:
         return self.rich.status(text)
 
     def header(self, info: dict, workdir: Path, start: int) -> None:
+        """The model line, the backend line (platform, devices, versions) and, in bold, any backend warning: a
+        run that fell back to the CPU or found a mismatched plugin says so before it starts training."""
         if not self.enabled:
             return
-        flops = info["flops_per_image"][-1] / 1e6
         self.rich.print(
             f"[bold]{info['model']}[/bold] on [bold]{info['dataset']}[/bold]  |  {info['params']:,} params  |  "
-            f"{flops:.1f} MFLOP/image to step {info['time_steps']}  |  effective depth "
+            f"{_mflops(info['flops_per_image'][-1], 1)} MFLOP/image to step {info['time_steps']}  |  effective depth "
             f"{info['effective_depth']}  |  {info['device']}")
+        report = backend_report()
+        self.rich.print(backend_line(report), markup=False, soft_wrap=True)
+        for warning in report["warnings"]:  # one line each, even in a log file (the terminal wraps it)
+            self.rich.print(f"[bold yellow]warning:[/bold yellow] {escape(warning)}", soft_wrap=True)
         self.rich.print(f"run dir: {workdir}" + (f"  (resuming from step {start})" if start else ""))
 
     @contextlib.contextmanager
@@ -70,7 +83,7 @@ class Console:
         rows = zip(summary["accuracy_per_step"], summary["effective_depth"], summary["flops_per_image"],
                    strict=True)
         for t, (acc, depth, flops) in enumerate(rows):
-            table.add_row(str(t), f"{acc:.4f}", str(depth), f"{flops / 1e6:.2f}")
+            table.add_row(str(t), f"{acc:.4f}", str(depth), _mflops(flops, 2))
         self.rich.print(table)
         self.rich.print(f"final accuracy {summary['final_accuracy']:.4f}  |  wall time {summary['wall_time_s']:.1f} s"
                         f"  |  {summary['images_per_s'] or 0:.1f} img/s  |  summary: "

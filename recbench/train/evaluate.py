@@ -15,6 +15,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from recbench.config import ConfigError, check_int
+from recbench.env import enable_compile_cache
 from recbench.train.checkpoint import Checkpoints
 from recbench.train.run import build_run
 from recbench.train.step import TrainState, evaluate_split
@@ -52,6 +53,9 @@ def main() -> None:
     try:
         if args.steps is not None:
             check_int("--steps", args.steps)
+        saved = Path(args.run_dir) / "config.yaml"  # the run's own cache folder, so its eval step loads compiled
+        enable_compile_cache(OmegaConf.select(OmegaConf.load(saved), "paths.compile_cache", default="")
+                             if saved.exists() else "")
         result = evaluate_run(args.run_dir, steps=args.steps, ablate=ablate, data_dir=args.data_dir)
     except (ConfigError, ValueError) as e:
         print(f"recbench: error: {e}", file=sys.stderr)

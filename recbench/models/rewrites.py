@@ -1,28 +1,38 @@
-"""Strided and transposed convolutions rewritten as stride-1 convolutions over the *phases* of a grid.
+"""Exact rewrites of convolutions and pools that keep XLA:CPU on its fast path.
 
-XLA:CPU runs a convolution with a dilated input (``lhs_dilation``: the forward pass of a transposed conv, and the
-input gradient of every strided conv) far off its fast path: in the default BLT's train step the three such
-convolutions took over half of the step (docs/performance.md §8). Both operations have an exact rewrite into
-ordinary stride-1 convolutions, which computes the same function with the same weights (only the order of the
-floating-point sums differs):
+XLA:CPU runs some convolutions far off its fast path (docs/performance.md §8):
+
+* a convolution with a dilated input (``lhs_dilation``: the forward pass of a transposed conv, and the input
+  gradient of every strided conv) — in the default BLT's train step the three such convolutions took over half
+  of the step;
+* a convolution whose map is smaller than its kernel (a 3×3 conv on CORnet's 2×2 IT map at a 64-pixel input):
+  XLA swaps the operands and lands on a generic loop at about 1 GFLOP/s, against about 100 for the same
+  arithmetic as one matrix product.
+
+Each has an exact rewrite into ordinary operations, which computes the same function with the same weights (only
+the order of the floating-point sums differs):
 
 * **transposed conv, stride s** (:func:`conv_transpose_same`): output pixel ``s*i + a`` only meets the kernel
   taps ``k ≡ (lo - a) mod s``, so each of the s² output phases is a stride-1 conv of the input with a sub-kernel.
   All phases are computed by one stride-1 conv with s²·C_out output channels (the sub-kernels laid out in one
   n×n kernel, zeros where a phase has no tap) and interleaved back ("depth to space").
+* **strided conv, stride s** (:func:`conv_strided`): split the input into its s² phases ("space to depth",
+  s²·C_in channels) and run one stride-1 conv whose kernel holds, for each phase, the taps that land on it.
+* **conv on a map smaller than its kernel** (:func:`conv_patches`): gather the k² shifted copies of the padded
+  map into the channels (im2col) and multiply once by the kernel as a matrix. (On larger maps the same rewrite
+  is slower than XLA's conv, about 0.8× at 8×8 and 16×16, so it is used only below the kernel's size.)
 * **non-overlapping max-pool** (:func:`max_pool_blocks`): a p×p pool with stride p over a grid that p divides is
   a reshape and a max. Its gradient is a compare and select, where ``reduce_window``'s goes through XLA's
   ``select-and-scatter`` with an index grid (``iota``) as large as the input. At a tie the reshape form splits
   the gradient between the tied inputs where ``reduce_window`` gives it to one; the pools here follow a ReLU, so
   ties are zeros, whose gradient the ReLU stops either way.
-* **strided conv, stride s** (:func:`conv_strided`): split the input into its s² phases ("space to depth",
-  s²·C_in channels) and run one stride-1 conv whose kernel holds, for each phase, the taps that land on it.
 
-The kernels are gathered from the layer's own kernel with static indices, so parameters, initialisation,
-checkpoints and imported PyTorch weights are unchanged. The combined transposed-conv kernel multiplies some
-zeros (16 taps per input pixel for a 3×3 kernel at stride 2, where the operation needs 9), so FLOPs are counted
-on the reference ops: :mod:`recbench.models.accounting` traces inside :func:`reference_ops`, and a model's FLOPs
-per image say what the network computes, not how this CPU path computes it.
+:class:`Conv` and :class:`ConvTranspose` are ``nnx.Conv`` / ``nnx.ConvTranspose`` with the same parameters (so
+initialisation, checkpoints and imported PyTorch weights are unchanged) that pick the rewrite where it applies.
+The combined transposed-conv kernel multiplies some zeros (16 taps per input pixel for a 3×3 kernel at stride
+2, where the operation needs 9), so FLOPs are counted on the reference ops: :mod:`recbench.models.accounting`
+traces inside :func:`reference_ops`, and a model's FLOPs per image say what the network computes, not how this
+CPU path computes it.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from functools import cache
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 from jax import lax
 
 _DN = ("NHWC", "HWIO", "NHWC")
@@ -139,7 +150,56 @@ def max_pool_blocks(x: jax.Array, p: int) -> jax.Array:
     divides the grid, ``reduce_window`` otherwise."""
     b, h, w, c = x.shape
     if h % p or w % p or not rewrites_on():
-        from flax import nnx
-
         return nnx.max_pool(x, (p, p), strides=(p, p), padding="SAME")
     return x.reshape(b, h // p, p, w // p, p, c).max(axis=(2, 4))
+
+
+def conv_patches(x: jax.Array, kernel: jax.Array, padding: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
+    """A stride-1 ``lax.conv_general_dilated`` (NHWC, HWIO, explicit padding) as im2col and one matrix product."""
+    kh, kw, c_in, c_out = kernel.shape
+    (plo, phi), (qlo, qhi) = padding
+    xp = jnp.pad(x, ((0, 0), (plo, phi), (qlo, qhi), (0, 0)))
+    h, w = xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
+    cols = jnp.concatenate([xp[:, i:i + h, j:j + w, :] for i in range(kh) for j in range(kw)], axis=-1)
+    return cols @ kernel.reshape(kh * kw * c_in, c_out)
+
+
+def _pairs(padding, n: int = 2) -> tuple[tuple[int, int], ...] | None:
+    if isinstance(padding, str):
+        return None
+    if isinstance(padding, int):
+        return ((padding, padding),) * n
+    return tuple((p, p) if isinstance(p, int) else tuple(p) for p in padding)
+
+
+class Conv(nnx.Conv):
+    """``nnx.Conv`` (2-D, NHWC, no dilation or groups) that takes the rewrites above where they apply."""
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k = self.kernel_size[0]
+        strides = (self.strides,) * 2 if isinstance(self.strides, int) else tuple(self.strides or (1, 1))
+        pads = _pairs(self.padding)
+        plain = (not rewrites_on() or pads is None or x.ndim != 4 or self.feature_group_count != 1
+                 or self.kernel_dilation not in (None, 1, (1, 1)) or self.input_dilation not in (None, 1, (1, 1)))
+        if plain:
+            return super().__call__(x)
+        kernel = self.kernel[...]
+        if strides == (1, 1) and (x.shape[1] < k or x.shape[2] < k):
+            y = conv_patches(x, kernel, pads)
+        elif strides[0] == strides[1] > 1 and k > 1 and pads[0] == pads[1]:
+            y = conv_strided(x, kernel, strides[0], pads[0])
+        else:
+            return super().__call__(x)
+        return y + self.bias[...] if self.bias is not None else y
+
+
+class ConvTranspose(nnx.ConvTranspose):
+    """``nnx.ConvTranspose`` with ``padding="SAME"`` and equal strides, as :func:`conv_transpose_same`."""
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        strides = tuple(self.strides or (1, 1))
+        if not rewrites_on() or self.padding != "SAME" or strides[0] != strides[1] or x.ndim != 4 \
+                or self.transpose_kernel:
+            return super().__call__(x)
+        y = conv_transpose_same(x, self.kernel[...], strides[0])
+        return y + self.bias[...] if self.bias is not None else y

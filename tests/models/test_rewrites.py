@@ -7,7 +7,15 @@ import pytest
 from flax import nnx
 from jax import lax
 
-from recbench.models.phases import conv_strided, conv_transpose_same, max_pool_blocks
+from recbench.models.rewrites import (
+    Conv,
+    ConvTranspose,
+    conv_patches,
+    conv_strided,
+    conv_transpose_same,
+    max_pool_blocks,
+    reference_ops,
+)
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -57,3 +65,30 @@ def test_block_max_pool_matches_flax_and_routes_the_gradient_to_the_maximum(hw):
     g_ref = jax.grad(lambda x: jnp.sum(nnx.max_pool(x, (2, 2), strides=(2, 2), padding="SAME") ** 2))(x)
     g = jax.grad(lambda x: jnp.sum(max_pool_blocks(x, 2) ** 2))(x)
     np.testing.assert_allclose(g, g_ref, atol=1e-6)  # no ties in random data
+
+
+@pytest.mark.parametrize("hw", [(2, 2), (1, 1), (2, 5)])
+def test_patch_conv_matches_lax_on_maps_smaller_than_the_kernel(hw):
+    x, kernel = _rand(2, *hw, 6), _rand(3, 3, 6, 5, seed=1)
+    ref = lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=DN)
+    np.testing.assert_allclose(conv_patches(x, kernel, ((1, 1), (1, 1))), ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("stride,hw", [(1, (2, 2)), (1, (8, 8)), (2, (8, 8)), (2, (7, 7)), (4, (16, 16))])
+@pytest.mark.parametrize("bias", [False, True])
+def test_rewriting_layers_equal_the_flax_layers_they_extend(stride, hw, bias):
+    x = _rand(2, *hw, 4)
+    for k in (1, 3, 7):
+        pad = k // 2
+        ours = Conv(4, 5, (k, k), strides=stride, padding=((pad, pad), (pad, pad)), use_bias=bias, rngs=nnx.Rngs(0))
+        ref = nnx.Conv(4, 5, (k, k), strides=stride, padding=((pad, pad), (pad, pad)), use_bias=bias,
+                       rngs=nnx.Rngs(0))
+        if bias:
+            ours.bias.set_value(_rand(5, seed=3))
+            ref.bias.set_value(ours.bias[...])
+        np.testing.assert_allclose(ours(x), ref(x), atol=1e-4)
+        with reference_ops():
+            np.testing.assert_array_equal(ours(x), ref(x))
+    up = ConvTranspose(4, 5, (3, 3), strides=(2, 2), padding="SAME", use_bias=bias, rngs=nnx.Rngs(0))
+    up_ref = nnx.ConvTranspose(4, 5, (3, 3), strides=(2, 2), padding="SAME", use_bias=bias, rngs=nnx.Rngs(0))
+    np.testing.assert_allclose(up(x), up_ref(x), atol=1e-4)
