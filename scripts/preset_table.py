@@ -29,7 +29,11 @@ def row(name: str) -> str:
     acc = describe(model, shape)
     t = len(acc["effective_depth"])
     return (f"| `{name}` | {cfg.family} | {shape[0]}x{shape[1]}x{shape[2]} / {classes} | {acc['params']:,} | {t} | "
-            f"{acc['flops_per_image'][-1] / 1e9:.3f} | {acc['effective_depth'][-1]} |")
+            f"{_giga(acc['flops_per_image'][-1])} | {acc['effective_depth'][-1]} |")
+
+
+def _giga(flops: float | None) -> str:
+    return "n/a" if flops is None else f"{flops / 1e9:.3f}"
 
 
 def table(names: list[str]) -> str:

@@ -41,7 +41,9 @@ def plot(table: list[dict], path: Path) -> None:
         mine = [r for r in table if r["model"] == model]
         label = f"{model} ({mine[0]['params']:,} params)"
         ax_t.plot([r["time_step"] for r in mine], [r["accuracy"] for r in mine], marker="o", label=label)
-        ax_f.plot([r["flops_per_image"] / 1e6 for r in mine], [r["accuracy"] for r in mine], marker="o", label=label)
+        counted = [r for r in mine if r["flops_per_image"] is not None]  # None: no backend could count (n/a)
+        ax_f.plot([r["flops_per_image"] / 1e6 for r in counted], [r["accuracy"] for r in counted], marker="o",
+                  label=label)
     ax_t.set(xlabel="time step (readout)", ylabel="test accuracy", title="accuracy at every time step")
     ax_f.set(xlabel="MFLOPs per image to reach the readout", ylabel="test accuracy", title="accuracy vs compute")
     ax_t.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))

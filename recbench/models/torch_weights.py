@@ -68,6 +68,15 @@ def _identity(w: np.ndarray) -> np.ndarray:
     return w
 
 
+def _conv_transpose_kernel(w: np.ndarray) -> np.ndarray:
+    """PyTorch ``ConvTranspose2d`` ``[I, O, kh, kw]`` → flax ``ConvTranspose`` ``[kh, kw, I, O]``, flipped: PyTorch's
+    layer is the gradient of a correlation, so it applies the kernel flipped relative to ``lax.conv_transpose``
+    (flax's default ``transpose_kernel=False``). The padding is the layer's own: flax's ``"SAME"`` pads a 3×3
+    stride-2 kernel (2, 1), PyTorch's usual ``padding=1, output_padding=1`` (1, 2), so weights trained with the
+    latter see the output shifted by one pixel."""
+    return w.transpose(2, 3, 0, 1)[::-1, ::-1]
+
+
 @dataclass(frozen=True)
 class ModuleRule:
     """How PyTorch leaf names of one module kind map onto its NNX variables."""
@@ -88,6 +97,7 @@ _NORM_LEAVES = {
 #: Module kinds, checked in order with ``isinstance``.
 MODULE_RULES: list[tuple[type, ModuleRule]] = [
     (nnx.Conv, ModuleRule({"weight": ("kernel", _conv_kernel), "bias": ("bias", _identity)})),
+    (nnx.ConvTranspose, ModuleRule({"weight": ("kernel", _conv_transpose_kernel), "bias": ("bias", _identity)})),
     (nnx.Linear, ModuleRule({"weight": ("kernel", np.transpose), "bias": ("bias", _identity)})),
     (StepNorm, ModuleRule(_NORM_LEAVES, rows=True)),
     (nnx.BatchNorm, ModuleRule(_NORM_LEAVES)),
