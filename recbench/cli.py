@@ -1,7 +1,8 @@
 """Console entry points. They parse, check and call the library; a user's mistake is one line on stderr.
 
 * ``recbench`` — train one config (a Hydra app; ``-m`` sweeps), via ``train.loop.train_and_evaluate``.
-* ``recbench-info`` — parameters, FLOPs per step and effective depth per step as JSON, without training.
+* ``recbench-info`` — parameters, FLOPs per step, effective depth per step and the JAX backend as JSON, without
+  training.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import recbench  # noqa: F401  (sets XLA flags before JAX starts)
 from recbench.config import CONFIG_PATH, ConfigError, compose_train, group_choices, name_presets, register
+from recbench.env import backend_report, check_backend, enable_compile_cache
 
 register()
 
@@ -104,12 +106,15 @@ def _train_app(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
 
     from recbench.train.loop import train_and_evaluate
+    from recbench.train.parallel import initialize_distributed
 
     for name in ("jax", "absl", "orbax", "tensorflow_datasets"):
         logging.getLogger(name).setLevel(logging.WARNING)
     runtime = HydraConfig.get().runtime
     name_presets(cfg, dict(runtime.choices))
     try:
+        initialize_distributed()  # idempotent; under hydra-submitit each SLURM task starts here, not in train_main
+        enable_compile_cache(cfg.paths.compile_cache)  # before the train step compiles, so a rerun loads it
         summary = train_and_evaluate(cfg, runtime.output_dir)
     except ConfigError as e:
         fail(str(e))
@@ -118,6 +123,12 @@ def _train_app(cfg: DictConfig) -> float:
 
 def train_main() -> None:
     args = sys.argv[1:]
+    from recbench.train.parallel import initialize_distributed
+
+    try:
+        initialize_distributed()  # a multi-process run joins before any JAX computation (the checks count devices)
+    except ConfigError as e:
+        fail(str(e))
     if not any(a.startswith(_PASSTHROUGH) for a in args):
         try:
             check_overrides([a for a in args if a not in ("-m", "--multirun")])
@@ -137,19 +148,22 @@ def info(overrides: list[str]) -> dict:
     model = model_from_config(cfg.model, num_classes=num_classes, input_shape=shape, seed=cfg.seed)
     return {"model": cfg.model.name, "dataset": cfg.dataset.name, "input_shape": list(shape),
             "num_classes": num_classes, **describe(model, shape),
-            "model_config": OmegaConf.to_container(cfg.model, resolve=True)}
+            "model_config": OmegaConf.to_container(cfg.model, resolve=True), "backend": backend_report()}
 
 
 def info_main() -> None:
     args = sys.argv[1:]
     if any(a in ("-h", "--help") for a in args):
         print("usage: recbench-info [OVERRIDE ...]   e.g. recbench-info model=blt dataset=digit_clutter\n"
-              "Prints params, flops_per_image (cumulative per time step) and effective_depth (per step) as JSON.")
+              "Prints params, flops_per_image (cumulative per time step), effective_depth (per step) and the JAX\n"
+              "backend (platform, devices, jax/jaxlib/plugin versions, warnings) as JSON.")
         return
     try:
         if any(a in ("-m", "--multirun") for a in args) or len(_variants(args)) > 1:
             fail("recbench-info describes one config; drop -m and comma-separated sweeps")
-        print(json.dumps(info(args), indent=2))
+        described = info(args)
+        check_backend(described["backend"])  # its warnings on stderr, so stdout stays one JSON document
+        print(json.dumps(described, indent=2))
     except ConfigError as e:
         fail(str(e))
 

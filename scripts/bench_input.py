@@ -80,7 +80,7 @@ class DefaultJob:
         from recbench.train.run import build_run
 
         run = build_run(cfg, data_dir=data_dir, progress=False)
-        self.state, self.step = run.state, run.train_step
+        self.state, self.step = run.state, run.train_step_on_batch
         self.model_name, self.time_steps = cfg.model.name, run.time_steps
 
     def timed_step(self, batch) -> float:

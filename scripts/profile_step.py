@@ -21,13 +21,13 @@ import tempfile
 import time
 from collections import defaultdict
 
-import recbench  # noqa: F401  (sets the measured XLA CPU flags before JAX starts its backend)
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
 
+import recbench  # noqa: F401  (sets the measured XLA CPU flags before JAX creates its backend)
 from recbench.models.registry import build_model
 from recbench.train.objectives import step_weights
 from recbench.train.step import TrainState, make_train_step

@@ -10,9 +10,14 @@ does, so the trainer does not know which one it drives (a :class:`StreamDataset`
 * **Parallelism.** ``threads`` decode and augment examples in grain's thread pool; ``workers > 0`` adds that many
   worker processes (``mp_prefetch``; the entry script needs an ``if __name__ == "__main__"`` guard). The next
   ``prefetch`` batches are already copied to the device (copies are asynchronous) while a step runs.
-* **Multi-host.** Each of ``jax.process_count()`` processes reads every ``process_count``-th example and delivers
-  ``batch_size / process_count`` rows, assembled into one global batch sharded over all devices. Evaluation reads
-  the whole split on every process (replicated) so its results can be fetched anywhere.
+* **One dispatch per step.** :meth:`StreamInputs.train_args` hands the prefetched uint8 batch (and the
+  normalisation statistics) to the train step, which normalises it inside its own jit (:meth:`StreamInputs.gather`)
+  instead of in a dispatch of its own.
+* **Data parallel, multi-host.** On a mesh (:meth:`StreamInputs.shard`) batches are sharded over its data axis. Each
+  of ``jax.process_count()`` processes reads every ``process_count``-th example and delivers
+  ``batch_size / process_count`` rows to its own devices (``jax.make_array_from_process_local_data``), assembled
+  into one global batch. Evaluation reads the whole split on every process; each process puts its devices' rows of
+  a chunk, and the eval step returns replicated results that can be fetched anywhere.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from __future__ import annotations
 import collections
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import grain
 import jax
@@ -30,6 +35,9 @@ import numpy as np
 from recbench.config import ConfigError
 from recbench.data.augment import EvalTransform, TrainTransform
 from recbench.data.pipeline import channel_stats, check_batch_size, normalise
+
+if TYPE_CHECKING:
+    from recbench.train.parallel import Parallel
 
 STAT_SAMPLES = 256  # training images used to estimate the per-channel mean and std
 
@@ -98,7 +106,13 @@ def _labels(y: np.ndarray) -> np.ndarray:
     return y.astype(np.int32) if y.dtype.kind in "iu" and y.ndim == 1 else y
 
 
+def _normalised(args: dict, step: int | jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The batch from :meth:`StreamInputs.train_args`, normalised (traceable: the train step runs it in its jit)."""
+    return normalise(args["x"], args["mean"], args["std"]), args["y"]
+
+
 _normalise = jax.jit(normalise)
+_gather = jax.jit(_normalised)
 
 
 def _allow_worker_processes() -> None:
@@ -139,13 +153,18 @@ class StreamInputs:
         self._next_step: int | None = None
         self._iter: Iterator | None = None
         self._queue: collections.deque = collections.deque()
-        self._train_sharding = self._eval_sharding = None
-        if self.process_count > 1:
-            from jax.sharding import NamedSharding, PartitionSpec
+        self._parallel: Parallel | None = None
+        if jax.process_count() > 1:  # a global batch needs a mesh; the trainer lays out its own (shard)
+            from recbench.train.parallel import make_parallel
 
-            mesh = jax.make_mesh((jax.device_count(),), ("data",))
-            self._train_sharding = NamedSharding(mesh, PartitionSpec("data"))
-            self._eval_sharding = NamedSharding(mesh, PartitionSpec())
+            self.shard(make_parallel(0))
+
+    def shard(self, parallel: Parallel) -> None:
+        """Deliver batches sharded over ``parallel``'s data axis (each process its own rows) and keep the
+        normalisation statistics replicated on it. Restarts the stream, so call it before the first batch."""
+        self.close()
+        self._parallel = parallel
+        self._mean, self._std = parallel.replicate((self._mean, self._std))
 
     def host_batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """This process's rows of batch ``step`` as numpy, by random access: the definition the iterator follows."""
@@ -163,23 +182,32 @@ class StreamInputs:
             ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=self.workers))
         return iter(ds)
 
-    def _put(self, x: np.ndarray, y: np.ndarray, sharding: Any) -> tuple[jax.Array, jax.Array]:
-        if sharding is None:
-            x, y = jax.device_put(x), jax.device_put(_labels(y))
-        else:
-            x = jax.make_array_from_process_local_data(sharding, x)
-            y = jax.make_array_from_process_local_data(sharding, _labels(y))
-        return _normalise(x, self._mean, self._std), y
+    def _put(self, x: np.ndarray, y: np.ndarray, whole: bool) -> tuple[jax.Array, jax.Array]:
+        """Host rows to the device: this process's rows of a global batch, or (``whole``) a chunk every process
+        holds entirely; sharded over the data axis once the pipeline is on a mesh."""
+        y = _labels(y)
+        if self._parallel is None:
+            return jax.device_put(x), jax.device_put(y)
+        put = self._parallel.shard_global if whole else self._parallel.shard_local
+        return put(x), put(y)
 
-    def train_batch(self, step: int) -> tuple[jax.Array, jax.Array]:
-        """Batch ``step`` on the device, normalised; sequential calls are served from the prefetched stream."""
+    def train_args(self, step: int) -> dict:
+        """Batch ``step`` on the device as uint8, with the statistics :meth:`gather` normalises it with; sequential
+        calls are served from the prefetched stream."""
         if step != self._next_step:  # first call, a resumed run, or random access: restart the stream at ``step``
             self.close()
             self._iter = self._iterator(step)
         while len(self._queue) <= self.prefetch:
-            self._queue.append(self._put(*next(self._iter), self._train_sharding))
+            self._queue.append(self._put(*next(self._iter), whole=False))
         self._next_step = step + 1
-        return self._queue.popleft()
+        x, y = self._queue.popleft()
+        return {"x": x, "y": y, "mean": self._mean, "std": self._std}
+
+    gather = staticmethod(_normalised)
+
+    def train_batch(self, step: int) -> tuple[jax.Array, jax.Array]:
+        """Batch ``step`` on the device, normalised (benchmarks, tests): the same gather the train step traces."""
+        return _gather(self.train_args(step), step)
 
     def close(self) -> None:
         """Stop the training stream's threads and worker processes (also done on a restart and when collected)."""
@@ -198,6 +226,8 @@ class StreamInputs:
         """``(x, y, valid)`` over the whole eval split in order; the last chunk is padded with a real example."""
         n = self.eval_size
         chunk = min(chunk, n)
+        if self._parallel is not None:  # whole rows per device: pad the chunk up, the extra rows are masked
+            chunk = -(-chunk // self._parallel.size) * self._parallel.size
         stream = self._eval.to_iter_dataset(grain.ReadOptions(num_threads=self.threads, prefetch_buffer_size=chunk))
         labels = []
         for x, y in stream.batch(chunk, batch_fn=_stack):
@@ -206,7 +236,8 @@ class StreamInputs:
             if valid < chunk:
                 pad = np.full(chunk - valid, valid - 1)
                 x, y = np.concatenate([x, x[pad]]), np.concatenate([y, y[pad]])
-            yield (*self._put(x, y, self._eval_sharding), valid)
+            x, y = self._put(x, y, whole=True)
+            yield _normalise(x, self._mean, self._std), y, valid
         self.dataset.recorded_eval_labels = np.concatenate(labels)
 
     @property

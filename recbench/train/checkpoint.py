@@ -1,4 +1,10 @@
-"""Orbax checkpoints in the run directory, so running the same command again resumes the run."""
+"""Orbax checkpoints in the run directory, so running the same command again resumes the run.
+
+With several processes every one of them calls :meth:`Checkpoints.save` and :meth:`Checkpoints.restore`: orbax
+coordinates them (process 0 writes the metadata, each process the array shards it holds) and the barriers that
+keep them in step. A restore comes back with the shardings of the tree it is restored into (on a data-parallel
+mesh: replicated on every device), whatever the mesh the checkpoint was saved from.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +30,8 @@ class Checkpoints:
         self.manager.wait_until_finished()
 
     def restore(self, step: int, like):
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+        """The checkpoint of ``step`` laid out like ``like``: same structure, dtypes and shardings."""
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like)
         return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
     def close(self) -> None:

@@ -16,13 +16,14 @@ import jax
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from recbench.config import ConfigError, TrainerConfig, as_schema, check_int, resume_free
+from recbench.config import ConfigError, TrainerConfig, as_schema, check_int, choice, resume_free
 from recbench.models.accounting import describe
 from recbench.train.checkpoint import Checkpoints
 from recbench.train.console import Console
+from recbench.train.parallel import barrier, check_divides, data_axis_size, is_writer
 from recbench.train.run import build_run
 from recbench.train.runlog import RunLogger
-from recbench.train.step import TrainState, evaluate_split
+from recbench.train.step import PRECISIONS, TrainState, evaluate_split
 
 MAX_SAVED_LOGITS = 50_000_000
 
@@ -32,6 +33,9 @@ def validate_trainer(t: TrainerConfig) -> None:
     for key in ("total_steps", "batch_size", "eval_every", "eval_batch_size", "log_every", "checkpoint_every",
                 "keep_checkpoints"):
         check_int(f"trainer.{key}", getattr(t, key))
+    choice(t.precision, "trainer.precision", tuple(PRECISIONS))
+    # Eval chunks need no check: they are padded up to a multiple of the data axis (masked rows).
+    check_divides("trainer.batch_size", t.batch_size, data_axis_size(t.mesh), t.mesh)
     if not 0.0 <= t.target_accuracy <= 1.0:
         raise ConfigError(f"trainer.target_accuracy={t.target_accuracy} is not an accuracy; give a value in (0, 1], "
                           "or 0 to train for trainer.total_steps")
@@ -107,23 +111,27 @@ class TargetWatch:
 
 
 def _prepare_workdir(workdir: Path, resolved: dict, resume: bool) -> None:
-    """Write the resolved config; refuse to resume a run directory that holds a different experiment."""
+    """Write the resolved config; refuse to resume a run directory that holds a different experiment. Every process
+    checks (reading only); process 0 alone renames and writes, and every process waits until it has."""
     saved = workdir / "config.yaml"
-    if saved.exists() and (workdir / "checkpoints").exists():
-        if not resume:
+    previous = saved.exists() and (workdir / "checkpoints").exists()
+    if previous and resume:
+        old = _flatten(OmegaConf.to_container(OmegaConf.load(saved), resolve=True))
+        new = _flatten(resolved)
+        diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and not resume_free(k))
+        if diff:
+            k = diff[0]
+            raise ConfigError(f"{workdir} holds a run with a different config ({k}: {old.get(k)!r} -> "
+                              f"{new.get(k)!r}); choose another hydra.run.dir or pass trainer.resume=false")
+    barrier("workdir-checked")  # no process reads config.yaml while process 0 rewrites it
+    if is_writer():
+        if previous and not resume:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             for name in ("checkpoints", "metrics.jsonl", "summary.json", "predictions.npz", "wandb_id.txt"):
                 if (workdir / name).exists():
                     (workdir / name).rename(workdir / f"{name}.old-{stamp}")
-        else:
-            old = _flatten(OmegaConf.to_container(OmegaConf.load(saved), resolve=True))
-            new = _flatten(resolved)
-            diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and not resume_free(k))
-            if diff:
-                k = diff[0]
-                raise ConfigError(f"{workdir} holds a run with a different config ({k}: {old.get(k)!r} -> "
-                                  f"{new.get(k)!r}); choose another hydra.run.dir or pass trainer.resume=false")
-    OmegaConf.save(OmegaConf.create(resolved), saved)
+        OmegaConf.save(OmegaConf.create(resolved), saved)
+    barrier("workdir-ready")  # no process opens checkpoints/ before an old run's is moved aside
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -146,7 +154,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
     tc = as_schema(cfg.trainer, TrainerConfig)
     validate_trainer(tc)
     _prepare_workdir(workdir, resolved, tc.resume)
-    console = Console(enabled=bool(cfg.logger.console), progress=tc.progress)
+    console = Console(enabled=bool(cfg.logger.console) and is_writer(), progress=tc.progress)
 
     # -- set up ------------------------------------------------------------------------------------------------
     with console.status("preparing data"):
@@ -175,7 +183,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
         with console.progress(tc.total_steps, start) as bar:
             for step in range(start, start if target.reached else tc.total_steps):
                 clock.begin()
-                state, metrics = run.train_step(state, *run.inputs.train_batch(step))
+                state, metrics = run.train_step(state, run.inputs.train_args(step), step)  # one dispatch
                 done = step + 1
                 if done % tc.log_every == 0 or done == tc.total_steps or clock.first_step_s is None:
                     metrics = jax.device_get(metrics)
@@ -209,7 +217,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
         if not target.reached:  # a run stopped at its target has logged this very evaluation already
             logger.event("eval", end, accuracy_per_step=ev["accuracy_per_step"], loss_per_step=ev["loss_per_step"])
             target.check(end, ev["accuracy_per_step"][-1], tc.batch_size)
-        if tc.save_predictions:
+        if tc.save_predictions and is_writer():
             extra = {"logits": ev["logits"].astype(np.float16)} if keep_logits else {}
             np.savez_compressed(workdir / "predictions.npz", correct=ev["correct"], labels=run.inputs.eval_labels(),
                                 **extra)
@@ -227,7 +235,8 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
             "images_per_s": round(clock.images_per_s, 1) if clock.images_per_s else None,
             "workdir": str(workdir),
         }
-        (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if is_writer():
+            (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         logger.summary(summary)
         console.final(summary)
     return summary

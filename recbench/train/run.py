@@ -3,24 +3,32 @@
 ``build_run(cfg)`` prepares the dataset and its input pipeline, builds the model, the optimizer, the train state
 and the jitted train and eval functions. The trainer (:mod:`recbench.train.loop`), ``recbench-eval``
 (:mod:`recbench.train.evaluate`) and the benchmarks all start here, so they train and evaluate the same thing.
+
+Everything is laid out on the data-parallel mesh of ``trainer.mesh`` (:mod:`recbench.train.parallel`; one device
+is a mesh of one): the state replicated, the pipeline's batches sharded. A train step is one dispatch::
+
+    state, metrics = run.train_step(state, run.inputs.train_args(k), k)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
+import jax
 import optax
 from flax import nnx
 from omegaconf import DictConfig
 
-from recbench.config import OptimConfig, TrainerConfig, as_schema
+from recbench.config import OptimConfig, TrainerConfig, as_schema, choice
 from recbench.data.pipeline import Dataset, InputPipeline
 from recbench.data.sources import load_dataset
 from recbench.models.registry import model_from_config
 from recbench.train.objectives import step_weights
 from recbench.train.optim import make_optimizer
-from recbench.train.step import TrainState, make_eval_fn, make_train_step
+from recbench.train.parallel import Parallel, barrier, check_divides, is_writer, make_parallel
+from recbench.train.step import PRECISIONS, TrainState, make_eval_fn, make_train_step
 
 
 @dataclass
@@ -35,8 +43,12 @@ class Run:
     tx: optax.GradientTransformation
     lr: optax.Schedule
     state: TrainState
-    train_step: Callable  # (state, x, y) -> (state, metrics), jitted, state donated
+    train_step: Callable  # (state, inputs.train_args(k), k) -> (state, metrics), jitted, state donated
     evaluate: Callable  # (params, rest, x, y, steps, ablate) -> (logits, loss, correct), jitted
+    parallel: Parallel
+    # (state, x, y) -> (state, metrics): the same step fed a batch made outside it, for benchmarks that time the
+    # input pipeline apart (scripts/bench_input.py); jit compiles it only if it is called.
+    train_step_on_batch: Callable
 
     @property
     def time_steps(self) -> int:
@@ -44,18 +56,38 @@ class Run:
         return self.model.trained_steps
 
 
+def _load_dataset(cfg: DictConfig, data_dir: str | None, progress: bool) -> Dataset:
+    """The dataset; with several processes process 0 loads it first (generating a procedural set, or preparing a
+    download, where the data dir lacks it) and the others load it once it is there, so they never build it at the
+    same time into one shared folder."""
+    load = partial(load_dataset, cfg.dataset, data_dir=data_dir or cfg.paths.data_dir)
+    if jax.process_count() == 1:
+        return load(progress=progress)
+    dataset = load(progress=progress) if is_writer() else None
+    barrier("dataset-prepared")
+    return dataset if dataset is not None else load(progress=False)
+
+
 def build_run(cfg: DictConfig, *, data_dir: str | None = None, progress: bool = True) -> Run:
     """Build a run from a composed (or saved) config; ``data_dir`` overrides ``paths.data_dir``."""
     trainer = as_schema(cfg.trainer, TrainerConfig)
     optim = as_schema(cfg.optim, OptimConfig)
-    dataset = load_dataset(cfg.dataset, data_dir=data_dir or cfg.paths.data_dir, progress=progress)
+    choice(trainer.precision, "trainer.precision", tuple(PRECISIONS))
+    parallel = make_parallel(trainer.mesh)
+    check_divides("trainer.batch_size", trainer.batch_size, parallel.size, trainer.mesh)
+    dataset = _load_dataset(cfg, data_dir, progress)
     inputs = dataset.pipeline(batch_size=trainer.batch_size, seed=int(cfg.seed))
+    inputs.shard(parallel)
     model = model_from_config(cfg.model, num_classes=dataset.num_classes, input_shape=dataset.image_shape,
                               seed=int(cfg.seed))
     tx, lr = make_optimizer(optim, trainer.total_steps)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     weights = step_weights(trainer.loss_over_steps, model.trained_steps, tuple(trainer.step_weights))
     return Run(cfg=cfg, trainer=trainer, dataset=dataset, inputs=inputs, model=model, tx=tx, lr=lr,
-               state=TrainState(params, rest, tx.init(params)),
-               train_step=make_train_step(graphdef, tx, weights, dataset.multilabel),
-               evaluate=make_eval_fn(graphdef, dataset.multilabel))
+               state=parallel.replicate(TrainState(params, rest, tx.init(params))),
+               train_step=make_train_step(graphdef, tx, weights, dataset.multilabel, gather=inputs.gather,
+                                          precision=trainer.precision, parallel=parallel),
+               evaluate=make_eval_fn(graphdef, dataset.multilabel, precision=trainer.precision, parallel=parallel),
+               parallel=parallel,
+               train_step_on_batch=make_train_step(graphdef, tx, weights, dataset.multilabel,
+                                                   precision=trainer.precision, parallel=parallel))

@@ -1,6 +1,8 @@
 """Where a run reports: ``metrics.jsonl`` (the source of truth), the console, and wandb (a mirror).
 
-Every event is one JSON object per line, flushed as written, so a killed run loses nothing it logged.
+Every event is one JSON object per line, flushed as written, so a killed run loses nothing it logged. In a
+multi-process run only process 0 writes (metrics.jsonl and wandb); the others' loggers record nothing, so each
+event is in the file once.
 """
 
 from __future__ import annotations
@@ -30,15 +32,22 @@ def resolve_wandb_mode(mode: str) -> str:
 
 
 class RunLogger:
-    def __init__(self, workdir: Path, cfg: dict, *, wandb_cfg: dict, console: bool, group: str):
+    def __init__(self, workdir: Path, cfg: dict, *, wandb_cfg: dict, console: bool, group: str,
+                 writer: bool | None = None):
+        """``writer``: whether this process records (default: process 0 of a multi-process run, else always)."""
+        if writer is None:
+            import jax
+
+            writer = jax.process_index() == 0
         self.workdir = workdir
-        self.console = console
-        self._jsonl = open(workdir / "metrics.jsonl", "a", buffering=1)
+        self.writer = writer
+        self.console = console and writer
+        self._jsonl = open(workdir / "metrics.jsonl", "a", buffering=1) if writer else None
         self._t0 = time.time()
         self.run = None
         self._sync_dir: str | None = None
         mode = resolve_wandb_mode(wandb_cfg["mode"])
-        if mode != "disabled":
+        if mode != "disabled" and writer:
             self.run = _init_wandb(workdir, cfg, wandb_cfg, mode, group)
             if self.run.offline:
                 self._sync_dir = self.run.sync_dir
@@ -51,6 +60,8 @@ class RunLogger:
             print(line, file=sys.stdout, flush=True)
 
     def event(self, kind: str, step: int, **values: Any) -> None:
+        if self._jsonl is None:
+            return
         record = {"event": kind, "step": step, "time_s": round(time.time() - self._t0, 3), **values}
         self._jsonl.write(json.dumps(record) + "\n")
         if self.run is not None:
@@ -82,7 +93,8 @@ class RunLogger:
                     self.run.summary[k] = v
 
     def close(self) -> None:
-        self._jsonl.close()
+        if self._jsonl is not None:
+            self._jsonl.close()
         if self.run is not None:
             self.run.finish()
             self.run = None

@@ -3,6 +3,18 @@
 The model is split once into a static graph and pytrees (``params``, ``rest`` = BN statistics), and pure
 ``jax.jit`` functions merge it back inside the trace: the fastest NNX pattern on this stack
 (docs/performance.md §4b). The train state is donated so XLA updates it in place.
+
+* **One dispatch per step.** Given the input pipeline's pure ``gather``, the step takes ``(state, args, step)`` and
+  makes batch ``step`` from ``args`` (``inputs.train_args(step)``) inside its own program: the per-step RNG fold-in,
+  the gather, augmentation and normalisation compile into the step instead of running as dispatches of their own.
+* **Data parallel.** Given a :class:`recbench.train.parallel.Parallel`, the state and every result come out
+  replicated (``out_shardings``) while batches arrive sharded over the data axis, so the step's signature, and its
+  compiled program, stay the same from one step to the next; XLA inserts the gradient and batch-norm all-reduces.
+* **Mixed precision** (``precision="bf16"``). Parameters and optimizer state stay float32 (the update is applied
+  in float32); inside the loss the parameters and the input are cast to bfloat16, so convolutions and matmuls run
+  in bfloat16, and the logits come back to float32 for the loss. Batch-norm statistics stay float32: the running
+  averages keep the dtype they had, and ``StepNorm`` computes batch statistics in float32. It is for
+  accelerators: on XLA:CPU bfloat16 brings nothing (docs/performance.md §6).
 """
 
 from __future__ import annotations
@@ -10,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +31,11 @@ import optax
 from flax import nnx
 
 from recbench.train.objectives import per_step_correct, per_step_loss
+
+if TYPE_CHECKING:
+    from recbench.train.parallel import Parallel
+
+PRECISIONS = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
 
 
 @dataclass
@@ -33,20 +51,38 @@ class TrainState:
 jax.tree_util.register_dataclass(TrainState, data_fields=["params", "rest", "opt_state"], meta_fields=[])
 
 
+def _cast_floats(tree, dtype):
+    return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+
+
+def _forward(graphdef: nnx.GraphDef, params, rest, x, compute, **kwargs):
+    """The merged model on ``x`` in the compute dtype, logits in float32; returns ``(logits, model)``."""
+    if compute != jnp.float32:
+        params, x = _cast_floats(params, compute), x.astype(compute)
+    model = nnx.merge(graphdef, params, rest, copy=True)
+    logits = model(x, **kwargs)
+    return logits.astype(jnp.float32), model
+
+
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, weights: jax.Array,
-                    multilabel: bool) -> Callable:
-    """``step(state, x, y) -> (state, metrics)``, jitted with the state donated."""
+                    multilabel: bool, *, gather: Callable | None = None, precision: str = "fp32",
+                    parallel: Parallel | None = None) -> Callable:
+    """The jitted train step, state donated: ``step(state, x, y) -> (state, metrics)``, or with ``gather``
+    (an input pipeline's, see :mod:`recbench.data.pipeline`) ``step(state, args, step_index)`` that makes the batch
+    inside the step. ``precision`` is ``fp32`` or ``bf16`` (compute dtype); ``parallel`` replicates every output."""
+    compute = PRECISIONS[precision]
 
     def loss_fn(params, rest, x, y):
-        model = nnx.merge(graphdef, params, rest, copy=True)
-        logits = model(x, train=True)
+        logits, model = _forward(graphdef, params, rest, x, compute, train=True)
         losses = per_step_loss(logits, y, multilabel).mean(axis=1)  # [T]
         loss = jnp.sum(weights * losses)
         correct = per_step_correct(logits, y, multilabel).mean(axis=1)
-        return loss, (nnx.state(model, nnx.Not(nnx.Param)), losses, correct)
+        new_rest = nnx.state(model, nnx.Not(nnx.Param))
+        if compute != jnp.float32:  # running statistics keep their float32
+            new_rest = jax.tree.map(lambda new, old: new.astype(old.dtype), new_rest, rest)
+        return loss, (new_rest, losses, correct)
 
-    @partial(jax.jit, donate_argnums=0)
-    def step(state: TrainState, x: jax.Array, y: jax.Array):
+    def update(state: TrainState, x: jax.Array, y: jax.Array):
         (loss, (rest, losses, correct)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params, state.rest, x, y)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -55,16 +91,27 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, we
                    "grad_norm": optax.tree.norm(grads)}
         return TrainState(params, rest, opt_state), metrics
 
+    jit = partial(jax.jit, donate_argnums=0,
+                  out_shardings=None if parallel is None else parallel.replicated)
+    if gather is None:
+        return jit(update)
+
+    @jit
+    def step(state: TrainState, args, step_index):
+        return update(state, *gather(args, step_index))
+
     return step
 
 
-def make_eval_fn(graphdef: nnx.GraphDef, multilabel: bool) -> Callable:
-    """``eval(params, rest, x, y, steps, ablate) -> (logits [T,B,C], loss [T,B], correct [T,B])``."""
+def make_eval_fn(graphdef: nnx.GraphDef, multilabel: bool, *, precision: str = "fp32",
+                 parallel: Parallel | None = None) -> Callable:
+    """``eval(params, rest, x, y, steps, ablate) -> (logits [T,B,C], loss [T,B], correct [T,B])``, in the compute
+    dtype of ``precision``; with ``parallel`` the results come back replicated, so any process can fetch them."""
+    compute = PRECISIONS[precision]
 
-    @partial(jax.jit, static_argnums=(4, 5))
+    @partial(jax.jit, static_argnums=(4, 5), out_shardings=None if parallel is None else parallel.replicated)
     def evaluate(params, rest, x, y, steps, ablate=()):
-        model = nnx.merge(graphdef, params, rest, copy=True)
-        logits = model(x, steps=steps, ablate=ablate, train=False)
+        logits, _ = _forward(graphdef, params, rest, x, compute, steps=steps, ablate=ablate, train=False)
         return logits, per_step_loss(logits, y, multilabel), per_step_correct(logits, y, multilabel)
 
     return evaluate

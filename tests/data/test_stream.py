@@ -167,6 +167,6 @@ def test_streamed_stock_set_trains_end_to_end_under_mock_data(tmp_path, tiny_cfg
     assert not (tmp_path / "tfds").exists()
 
 
-def test_multi_device_sharding_is_only_used_with_several_processes():
+def test_a_mesh_is_only_used_with_several_processes_or_when_the_trainer_gives_one():
     inputs = StreamInputs(_dataset(), batch_size=8, seed=0)
-    assert inputs.process_count == jax.process_count() == 1 and inputs._train_sharding is None
+    assert inputs.process_count == jax.process_count() == 1 and inputs._parallel is None
