@@ -9,11 +9,11 @@ persistent compilation cache.
 * :func:`enable_compile_cache` — JAX's on-disk cache of compiled programs (``paths.compile_cache``), so the second
   run of a job starts without recompiling its train and eval steps.
 
-On an Intel Sapphire Rapids CPU with jaxlib 0.10.x, turning YNNPACK fusions off made ResNet-20 training 1.4x
-faster; on an AMD EPYC with the same jaxlib it made recbench's steps 5 to 10 % slower (docs/performance.md §5).
-XLA aborts the process on a flag it does not know, so the flag is added only for jaxlib versions where it was
-measured, only on Intel CPUs, only when no accelerator plugin is installed, and never when the user set
-``XLA_FLAGS`` themselves. ``RECBENCH_XLA_CPU_FLAGS=0`` turns it off.
+On the measured CPU stack (jaxlib 0.10.x) turning YNNPACK fusions off made ResNet-20 training 1.4x faster on an
+Intel CPU (docs/performance.md §5) and the default BLT's 1.3x faster on an AMD one (§8). XLA aborts the process
+on a flag it does not know, so the flag is added
+only for jaxlib versions where it was measured, only when no accelerator plugin is installed, and never
+when the user set ``XLA_FLAGS`` themselves. ``RECBENCH_XLA_CPU_FLAGS=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import os
 
 CPU_FLAG = "--xla_cpu_experimental_ynn_fusion_type="
 MEASURED_JAXLIB = ("0.10.",)
-MEASURED_VENDORS = ("GenuineIntel",)  # where the flag was a gain (docs/performance.md §5)
 ACCELERATOR_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin", "libtpu")
 
 
@@ -40,22 +39,8 @@ def configure_xla_cpu() -> bool:
         return False
     if any(importlib.util.find_spec(p) is not None for p in ACCELERATOR_PLUGINS):
         return False
-    if cpu_vendor() not in MEASURED_VENDORS:
-        return False
     os.environ["XLA_FLAGS"] = CPU_FLAG
     return True
-
-
-def cpu_vendor() -> str | None:
-    """The CPU's vendor string (``GenuineIntel``, ``AuthenticAMD``) from /proc/cpuinfo; ``None`` where unreadable."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("vendor_id"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
 
 
 # -- which backend a run got ----------------------------------------------------------------------------------------

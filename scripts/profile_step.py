@@ -7,8 +7,10 @@ It builds the preset with ``recbench.build_model``, times it through recbench's 
 (``recbench.train.step.make_train_step``, Adam, mean loss over time steps), traces ``--steps`` steps with
 ``jax.profiler`` and classifies every executed HLO op — a fusion by what its fused computation contains — into
 convolution, transpose / copy (layout changes), reduction (BatchNorm statistics, pooling, loss), gather /
-scatter / dynamic slices, dot, elementwise and other. The table is per step, summed over XLA's worker threads,
-so its total exceeds the wall time on a multi-core CPU. docs/performance.md §8 records what it found.
+scatter / dynamic slices, dot, elementwise and other. The table is per step, summed over XLA's threads. XLA:CPU
+runs most convolutions as library calls whose time the trace does not attribute to the op (a conv then shows
+only a fraction of a millisecond), so read the kinds' shares of the attributed time, not the total.
+docs/performance.md §8 records what it found.
 """
 
 from __future__ import annotations

@@ -160,17 +160,3 @@ def test_unwritable_cache_folder_is_a_config_error(tmp_path, cache_config):
     (tmp_path / "file").write_text("")
     with pytest.raises(ConfigError, match=r"paths.compile_cache=.*cannot be created"):
         env.enable_compile_cache(tmp_path / "file" / "cache")
-
-
-@pytest.mark.parametrize("vendor,expected", [("GenuineIntel", True), ("AuthenticAMD", False), (None, False)])
-def test_the_ynn_flag_is_set_only_where_it_was_measured_a_gain(monkeypatch, vendor, expected):
-    monkeypatch.delenv("XLA_FLAGS", raising=False)
-    monkeypatch.delenv("RECBENCH_XLA_CPU_FLAGS", raising=False)
-    monkeypatch.setattr(env, "cpu_vendor", lambda: vendor)
-    monkeypatch.setattr(env.importlib.util, "find_spec", lambda name: None)  # no accelerator plugin
-    monkeypatch.setattr(env.importlib.metadata, "version", lambda name: "0.10.2" if name == "jaxlib" else
-                        REAL_VERSION(name))
-    assert env.configure_xla_cpu() is expected
-    assert (env.os.environ.get("XLA_FLAGS") == env.CPU_FLAG) is expected
-    monkeypatch.setenv("XLA_FLAGS", "--xla_mine")  # the user's flags are left alone
-    assert env.configure_xla_cpu() is False and env.os.environ["XLA_FLAGS"] == "--xla_mine"

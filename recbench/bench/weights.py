@@ -20,7 +20,7 @@ import numpy as np
 from flax import nnx
 
 from recbench.models.norms import StepNorm
-from recbench.models.torch_weights import DROPPED_LEAVES, MODULE_RULES
+from recbench.models.torch_weights import DROPPED_LEAVES, ModelIndex, parse_key
 
 _SHOW = 5
 
@@ -36,41 +36,27 @@ def invert(transform, value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return out.reshape(shape)
 
 
-def _parse(name: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else p for p in name.split("."))
-
-
 def torch_state_from(model: nnx.Module, reference) -> dict:
     """The reference's state dict filled with ``model``'s values (numpy arrays; ``num_batches_tracked`` kept)."""
-    modules: dict[tuple, nnx.Module] = {}
-    variables: dict[tuple, nnx.Variable] = {}
-    for path, node in nnx.iter_graph(model):
-        if isinstance(node, nnx.Module):
-            modules[tuple(path)] = node
-        elif isinstance(node, (nnx.Param, nnx.BatchStat)):
-            variables[tuple(path)] = node
+    index = ModelIndex(model)
+    modules, variables = index.modules, index.variables
     out: dict = {}
     unmatched, shapes = [], []
     rows_set: dict[tuple, set[int] | None] = {}  # None: the whole variable
     for key, tensor in reference.state_dict().items():
-        *mod, leaf = _parse(key)
+        *mod, leaf = parse_key(key)
         if leaf in DROPPED_LEAVES:
             out[key] = tensor.detach().cpu().numpy()
             continue
         mod, row = tuple(mod), None
         if mod not in modules and mod and isinstance(mod[-1], int) and isinstance(modules.get(mod[:-1]), StepNorm):
             mod, row = mod[:-1], mod[-1]
-        module = modules.get(mod)
-        rule = next((r for cls, r in MODULE_RULES if isinstance(module, cls)), None)
-        if rule is None or leaf not in rule.leaves:
+        found = index.resolve(mod, leaf)
+        if found is None:
             unmatched.append(key)
             continue
-        attr, transform = rule.leaves[leaf]
-        path = (*mod, attr)
-        var = variables.get(path)
-        if var is None:
-            unmatched.append(key)
-            continue
+        rule, path, var = found
+        transform = rule.leaves[leaf][1]
         value = np.asarray(var[...])
         shape = tuple(tensor.shape)
         if rule.rows and value.ndim == len(shape) + 1:  # a norm with one row per trained step

@@ -2,9 +2,8 @@
 
 XLA:CPU runs some convolutions far off its fast path (docs/performance.md §8):
 
-* a convolution with a dilated input (``lhs_dilation``: the forward pass of a transposed conv, and the input
-  gradient of every strided conv) — in the default BLT's train step the three such convolutions took over half
-  of the step;
+* a convolution with a dilated input (``lhs_dilation``: a transposed conv, and its gradients) — in the default
+  BLT's train step the three such convolutions took over half of the step;
 * a convolution whose map is smaller than its kernel (a 3×3 conv on CORnet's 2×2 IT map at a 64-pixel input):
   XLA swaps the operands and lands on a generic loop at about 1 GFLOP/s, against about 100 for the same
   arithmetic as one matrix product.
@@ -16,16 +15,15 @@ the order of the floating-point sums differs):
   taps ``k ≡ (lo - a) mod s``, so each of the s² output phases is a stride-1 conv of the input with a sub-kernel.
   All phases are computed by one stride-1 conv with s²·C_out output channels (the sub-kernels laid out in one
   n×n kernel, zeros where a phase has no tap) and interleaved back ("depth to space").
-* **strided conv, stride s** (:func:`conv_strided`): split the input into its s² phases ("space to depth",
-  s²·C_in channels) and run one stride-1 conv whose kernel holds, for each phase, the taps that land on it.
 * **conv on a map smaller than its kernel** (:func:`conv_patches`): gather the k² shifted copies of the padded
   map into the channels (im2col) and multiply once by the kernel as a matrix. (On larger maps the same rewrite
   is slower than XLA's conv, about 0.8× at 8×8 and 16×16, so it is used only below the kernel's size.)
-* **non-overlapping max-pool** (:func:`max_pool_blocks`): a p×p pool with stride p over a grid that p divides is
-  a reshape and a max. Its gradient is a compare and select, where ``reduce_window``'s goes through XLA's
-  ``select-and-scatter`` with an index grid (``iota``) as large as the input. At a tie the reshape form splits
-  the gradient between the tied inputs where ``reduce_window`` gives it to one; the pools here follow a ReLU, so
-  ties are zeros, whose gradient the ReLU stops either way.
+* **gradient of a non-overlapping max-pool** (:func:`max_pool_blocks`): the forward pass stays XLA's
+  ``reduce_window`` (faster than a reshape and a max in the forward direction), but for a p×p pool with stride p
+  over a grid that p divides, the gradient is a compare and select on the p×p blocks, where ``reduce_window``'s
+  own goes through XLA's ``select-and-scatter`` with an index grid (``iota``) as large as the input. At a tie the
+  block form splits the gradient between the tied inputs where ``reduce_window`` gives it to one; the pools here
+  follow a ReLU, so ties are zeros, whose gradient the ReLU stops either way.
 
 :class:`Conv` and :class:`ConvTranspose` are ``nnx.Conv`` / ``nnx.ConvTranspose`` with the same parameters (so
 initialisation, checkpoints and imported PyTorch weights are unchanged) that pick the rewrite where it applies.
@@ -39,7 +37,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from functools import cache
+from functools import cache, partial
 
 import jax
 import jax.numpy as jnp
@@ -109,49 +107,34 @@ def conv_transpose_same(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Arr
     return y.reshape(b, h, w, s, s, c_out).transpose(0, 1, 3, 2, 4, 5).reshape(b, h * s, w * s, c_out)
 
 
-@cache
-def _strided_taps(k: int, s: int, pad_lo: int) -> tuple[np.ndarray, int]:
-    """Static gather indices [m, m, s, s] (index ``k*k`` = zero tap) for the stride-1 conv over the s² phases of a
-    stride-s conv, and that conv's low padding (in phase rows)."""
-    # output i reads input rows s*i + ky - pad_lo; write r = s*(i + d) + p with phase p in [0, s)
-    rows = [(ky - pad_lo) for ky in range(k)]
-    d = [r // s for r in rows]
-    dmin, dmax = min(d), max(d)
-    m = dmax - dmin + 1
-    idx = np.full((m, m, s, s), k * k, np.int32)
-    for ky, ry in enumerate(rows):
-        for kx, rx in enumerate(rows):
-            idx[ry // s - dmin, rx // s - dmin, ry % s, rx % s] = ky * k + kx
-    return idx, -dmin
-
-
-def conv_strided(x: jax.Array, kernel: jax.Array, stride: int, padding: tuple[int, int]) -> jax.Array:
-    """``lax.conv_general_dilated(x, kernel, (s, s), (padding, padding))`` (NHWC, HWIO) as a space-to-depth and one
-    stride-1 conv. ``padding`` is the explicit (lo, hi) of the strided conv on each spatial axis."""
-    k, _, c_in, c_out = kernel.shape
-    s = stride
-    b, h, w, _ = x.shape
-    lo, hi = padding
-    out_h, out_w = (h + lo + hi - k) // s + 1, (w + lo + hi - k) // s + 1
-    idx, plo = _strided_taps(k, s, lo)
-    m = idx.shape[0]
-    # phases of the unpadded input, zero-extended to whole phase rows: row r = s*q + p
-    hq, wq = -(-h // s), -(-w // s)
-    xp = jnp.pad(x, ((0, 0), (0, hq * s - h), (0, wq * s - w), (0, 0)))
-    xp = xp.reshape(b, hq, s, wq, s, c_in).transpose(0, 1, 3, 2, 4, 5).reshape(b, hq, wq, s * s * c_in)
-    flat = jnp.concatenate([kernel.reshape(k * k, c_in, c_out), jnp.zeros((1, c_in, c_out), kernel.dtype)])
-    sub = flat[idx].reshape(m, m, s * s * c_in, c_out)  # [m, m, (s, s, c_in), c_out], as xp's channels
-    phi_h, phi_w = out_h + m - 1 - plo - hq, out_w + m - 1 - plo - wq
-    return lax.conv_general_dilated(xp, sub, (1, 1), ((plo, phi_h), (plo, phi_w)), dimension_numbers=_DN)
-
-
 def max_pool_blocks(x: jax.Array, p: int) -> jax.Array:
-    """``nnx.max_pool(x, (p, p), strides=(p, p), padding="SAME")`` on NHWC ``x``; a reshape and a max where ``p``
-    divides the grid, ``reduce_window`` otherwise."""
-    b, h, w, c = x.shape
-    if h % p or w % p or not rewrites_on():
+    """``nnx.max_pool(x, (p, p), strides=(p, p), padding="SAME")`` on NHWC ``x``, with the block gradient where
+    ``p`` divides the grid (see the module's docstring)."""
+    if x.shape[1] % p or x.shape[2] % p or not rewrites_on():
         return nnx.max_pool(x, (p, p), strides=(p, p), padding="SAME")
-    return x.reshape(b, h // p, p, w // p, p, c).max(axis=(2, 4))
+    return _block_max_pool(x, p)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _block_max_pool(x: jax.Array, p: int) -> jax.Array:
+    return nnx.max_pool(x, (p, p), strides=(p, p), padding="VALID")
+
+
+def _block_max_pool_fwd(x, p):
+    y = _block_max_pool(x, p)
+    return y, (x, y)
+
+
+def _block_max_pool_bwd(p, res, g):
+    x, y = res
+    b, h, w, c = x.shape
+    blocks = x.reshape(b, h // p, p, w // p, p, c)
+    hit = blocks == y[:, :, None, :, None, :]
+    share = hit / jnp.sum(hit, axis=(2, 4), keepdims=True).astype(x.dtype)
+    return ((share * g[:, :, None, :, None, :]).reshape(x.shape).astype(x.dtype),)
+
+
+_block_max_pool.defvjp(_block_max_pool_fwd, _block_max_pool_bwd)
 
 
 def conv_patches(x: jax.Array, kernel: jax.Array, padding: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
@@ -173,23 +156,19 @@ def _pairs(padding, n: int = 2) -> tuple[tuple[int, int], ...] | None:
 
 
 class Conv(nnx.Conv):
-    """``nnx.Conv`` (2-D, NHWC, no dilation or groups) that takes the rewrites above where they apply."""
+    """``nnx.Conv`` that runs as :func:`conv_patches` on a map smaller than its kernel (2-D, NHWC, stride 1, explicit
+    padding, no dilation or groups), and as itself everywhere else."""
 
     def __call__(self, x: jax.Array) -> jax.Array:
         k = self.kernel_size[0]
         strides = (self.strides,) * 2 if isinstance(self.strides, int) else tuple(self.strides or (1, 1))
         pads = _pairs(self.padding)
-        plain = (not rewrites_on() or pads is None or x.ndim != 4 or self.feature_group_count != 1
+        small = x.ndim == 4 and (x.shape[1] < k or x.shape[2] < k)
+        plain = (not small or not rewrites_on() or pads is None or strides != (1, 1) or self.feature_group_count != 1
                  or self.kernel_dilation not in (None, 1, (1, 1)) or self.input_dilation not in (None, 1, (1, 1)))
         if plain:
             return super().__call__(x)
-        kernel = self.kernel[...]
-        if strides == (1, 1) and (x.shape[1] < k or x.shape[2] < k):
-            y = conv_patches(x, kernel, pads)
-        elif strides[0] == strides[1] > 1 and k > 1 and pads[0] == pads[1]:
-            y = conv_strided(x, kernel, strides[0], pads[0])
-        else:
-            return super().__call__(x)
+        y = conv_patches(x, self.kernel[...], pads)
         return y + self.bias[...] if self.bias is not None else y
 
 

@@ -177,8 +177,33 @@ class _Target:
     sources: list[str] = field(default_factory=list)
 
 
-def _parse(name: str) -> tuple:
+def parse_key(name: str) -> tuple:
+    """A dotted PyTorch key as a path (``"layer1.0.conv1.weight"`` → ``("layer1", 0, "conv1", "weight")``)."""
     return tuple(int(p) if p.isdigit() else p for p in name.split("."))
+
+
+class ModelIndex:
+    """A model's modules and its ``Param`` / ``BatchStat`` variables by path, and the rule that maps a PyTorch
+    leaf onto them: one lookup for the loader and for its inverse (:mod:`recbench.bench.weights`)."""
+
+    def __init__(self, model: nnx.Module):
+        self.modules: dict[tuple, nnx.Module] = {}
+        self.variables: dict[tuple, nnx.Variable] = {}
+        for path, node in nnx.iter_graph(model):
+            if isinstance(node, nnx.Module):
+                self.modules[tuple(path)] = node
+            elif isinstance(node, (nnx.Param, nnx.BatchStat)):
+                self.variables[tuple(path)] = node
+
+    def resolve(self, mod: tuple, leaf: str) -> tuple[ModuleRule, tuple, nnx.Variable] | None:
+        """``(rule, variable path, variable)`` for PyTorch leaf ``leaf`` of module ``mod``; ``None`` if none maps."""
+        module = self.modules.get(mod)
+        rule = next((r for cls, r in MODULE_RULES if isinstance(module, cls)), None)
+        if rule is None or leaf not in rule.leaves:
+            return None
+        path = (*mod, rule.leaves[leaf][0])
+        var = self.variables.get(path)
+        return None if var is None else (rule, path, var)
 
 
 def load_torch_weights(model: nnx.Module, source: str | os.PathLike | Mapping[str, Any]) -> nnx.Module:
@@ -192,13 +217,8 @@ def load_torch_weights(model: nnx.Module, source: str | os.PathLike | Mapping[st
     """
     state = _read_state_dict(source)
     rename = renamer_for(model)
-    modules: dict[tuple, nnx.Module] = {}
-    variables: dict[tuple, nnx.Variable] = {}
-    for path, node in nnx.iter_graph(model):
-        if isinstance(node, nnx.Module):
-            modules[tuple(path)] = node
-        elif isinstance(node, (nnx.Param, nnx.BatchStat)):
-            variables[tuple(path)] = node
+    index = ModelIndex(model)
+    variables = index.variables
 
     targets: dict[tuple, _Target] = {}
     unmatched: list[str] = []
@@ -212,18 +232,13 @@ def load_torch_weights(model: nnx.Module, source: str | os.PathLike | Mapping[st
         if renamed is None:
             continue
         name, row = renamed if isinstance(renamed, tuple) else (renamed, None)
-        *mod_parts, leaf = _parse(name)
-        module = modules.get(tuple(mod_parts))
-        rule = next((r for cls, r in MODULE_RULES if isinstance(module, cls)), None)
-        if rule is None or leaf not in rule.leaves:
+        *mod_parts, leaf = parse_key(name)
+        found = index.resolve(tuple(mod_parts), leaf)
+        if found is None:
             unmatched.append(key)
             continue
-        attr, transform = rule.leaves[leaf]
-        path = (*mod_parts, attr)
-        var = variables.get(path)
-        if var is None:
-            unmatched.append(key)
-            continue
+        rule, path, var = found
+        transform = rule.leaves[leaf][1]
         arr = transform(_to_numpy(value))
         want = tuple(var.shape)
         rowed = rule.rows and len(want) == arr.ndim + 1
