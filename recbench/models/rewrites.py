@@ -18,6 +18,10 @@ the order of the floating-point sums differs):
 * **conv on a map smaller than its kernel** (:func:`conv_patches`): gather the k² shifted copies of the padded
   map into the channels (im2col) and multiply once by the kernel as a matrix. (On larger maps the same rewrite
   is slower than XLA's conv, about 0.8× at 8×8 and 16×16, so it is used only below the kernel's size.)
+* **gradients of a strided conv, stride s** (:func:`strided_conv`, :func:`conv_strided`): split the input into its
+  s² phases ("space to depth", s²·C_in channels); the conv is then one stride-1 conv whose kernel holds, for each
+  phase, the taps that land on it, and its gradients are ordinary convs. The forward pass stays XLA's strided
+  conv, which is faster than the rewrite in that direction.
 * **gradient of a non-overlapping max-pool** (:func:`max_pool_blocks`): the forward pass stays XLA's
   ``reduce_window`` (faster than a reshape and a max in the forward direction), but for a p×p pool with stride p
   over a grid that p divides, the gradient is a compare and select on the p×p blocks, where ``reduce_window``'s
@@ -107,6 +111,60 @@ def conv_transpose_same(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Arr
     return y.reshape(b, h, w, s, s, c_out).transpose(0, 1, 3, 2, 4, 5).reshape(b, h * s, w * s, c_out)
 
 
+@cache
+def _strided_taps(k: int, s: int, pad_lo: int) -> tuple[np.ndarray, int]:
+    """Static gather indices [m, m, s, s] (index ``k*k`` = zero tap) for the stride-1 conv over the s² phases of a
+    stride-s conv, and that conv's low padding (in phase rows)."""
+    # output i reads input rows s*i + ky - pad_lo; write r = s*(i + d) + p with phase p in [0, s)
+    rows = [(ky - pad_lo) for ky in range(k)]
+    d = [r // s for r in rows]
+    dmin, dmax = min(d), max(d)
+    m = dmax - dmin + 1
+    idx = np.full((m, m, s, s), k * k, np.int32)
+    for ky, ry in enumerate(rows):
+        for kx, rx in enumerate(rows):
+            idx[ry // s - dmin, rx // s - dmin, ry % s, rx % s] = ky * k + kx
+    return idx, -dmin
+
+
+def conv_strided(x: jax.Array, kernel: jax.Array, stride: int, padding: tuple[int, int]) -> jax.Array:
+    """``lax.conv_general_dilated(x, kernel, (s, s), (padding, padding))`` (NHWC, HWIO) as a space-to-depth and one
+    stride-1 conv. ``padding`` is the explicit (lo, hi) of the strided conv on each spatial axis."""
+    k, _, c_in, c_out = kernel.shape
+    s = stride
+    b, h, w, _ = x.shape
+    lo, hi = padding
+    out_h, out_w = (h + lo + hi - k) // s + 1, (w + lo + hi - k) // s + 1
+    idx, plo = _strided_taps(k, s, lo)
+    m = idx.shape[0]
+    # phases of the unpadded input, zero-extended to whole phase rows: row r = s*q + p
+    hq, wq = -(-h // s), -(-w // s)
+    xp = jnp.pad(x, ((0, 0), (0, hq * s - h), (0, wq * s - w), (0, 0)))
+    xp = xp.reshape(b, hq, s, wq, s, c_in).transpose(0, 1, 3, 2, 4, 5).reshape(b, hq, wq, s * s * c_in)
+    flat = jnp.concatenate([kernel.reshape(k * k, c_in, c_out), jnp.zeros((1, c_in, c_out), kernel.dtype)])
+    sub = flat[idx].reshape(m, m, s * s * c_in, c_out)  # [m, m, (s, s, c_in), c_out], as xp's channels
+    phi_h, phi_w = out_h + m - 1 - plo - hq, out_w + m - 1 - plo - wq
+    return lax.conv_general_dilated(xp, sub, (1, 1), ((plo, phi_h), (plo, phi_w)), dimension_numbers=_DN)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def strided_conv(x: jax.Array, kernel: jax.Array, stride: int, padding: tuple[int, int]) -> jax.Array:
+    """A stride-s conv whose forward pass is XLA's own and whose gradients are those of :func:`conv_strided`."""
+    return lax.conv_general_dilated(x, kernel, (stride, stride), (padding, padding), dimension_numbers=_DN)
+
+
+def _strided_conv_fwd(x, kernel, stride, padding):
+    return strided_conv(x, kernel, stride, padding), (x, kernel)
+
+
+def _strided_conv_bwd(stride, padding, res, g):
+    _, vjp = jax.vjp(lambda x, k: conv_strided(x, k, stride, padding), *res)
+    return vjp(g)
+
+
+strided_conv.defvjp(_strided_conv_fwd, _strided_conv_bwd)
+
+
 def max_pool_blocks(x: jax.Array, p: int) -> jax.Array:
     """``nnx.max_pool(x, (p, p), strides=(p, p), padding="SAME")`` on NHWC ``x``, with the block gradient where
     ``p`` divides the grid (see the module's docstring)."""
@@ -156,19 +214,22 @@ def _pairs(padding, n: int = 2) -> tuple[tuple[int, int], ...] | None:
 
 
 class Conv(nnx.Conv):
-    """``nnx.Conv`` that runs as :func:`conv_patches` on a map smaller than its kernel (2-D, NHWC, stride 1, explicit
-    padding, no dilation or groups), and as itself everywhere else."""
+    """``nnx.Conv`` that runs as :func:`conv_patches` on a map smaller than its kernel and with the phase gradients
+    of :func:`strided_conv` when strided (2-D, NHWC, explicit padding, no dilation or groups); as itself elsewhere."""
 
     def __call__(self, x: jax.Array) -> jax.Array:
         k = self.kernel_size[0]
         strides = (self.strides,) * 2 if isinstance(self.strides, int) else tuple(self.strides or (1, 1))
         pads = _pairs(self.padding)
-        small = x.ndim == 4 and (x.shape[1] < k or x.shape[2] < k)
-        plain = (not small or not rewrites_on() or pads is None or strides != (1, 1) or self.feature_group_count != 1
-                 or self.kernel_dilation not in (None, 1, (1, 1)) or self.input_dilation not in (None, 1, (1, 1)))
-        if plain:
+        if (not rewrites_on() or pads is None or x.ndim != 4 or self.feature_group_count != 1
+                or self.kernel_dilation not in (None, 1, (1, 1)) or self.input_dilation not in (None, 1, (1, 1))):
             return super().__call__(x)
-        y = conv_patches(x, self.kernel[...], pads)
+        if strides == (1, 1) and (x.shape[1] < k or x.shape[2] < k):
+            y = conv_patches(x, self.kernel[...], pads)
+        elif strides[0] == strides[1] > 1 and k > 1 and pads[0] == pads[1]:
+            y = strided_conv(x, self.kernel[...], strides[0], pads[0])
+        else:
+            return super().__call__(x)
         return y + self.bias[...] if self.bias is not None else y
 
 

@@ -11,9 +11,11 @@ from recbench.models.rewrites import (
     Conv,
     ConvTranspose,
     conv_patches,
+    conv_strided,
     conv_transpose_same,
     max_pool_blocks,
     reference_ops,
+    strided_conv,
 )
 
 DN = ("NHWC", "HWIO", "NHWC")
@@ -45,6 +47,24 @@ def test_transposed_conv_gradients_match():
     got = jax.grad(loss(lambda x, k: conv_transpose_same(x, k, 2)), (0, 1))(x, kernel)
     for r, g in zip(ref, got, strict=True):
         np.testing.assert_allclose(g, r, atol=1e-3)
+
+
+@pytest.mark.parametrize("k,s,pad", [(3, 2, (1, 1)), (7, 2, (3, 3)), (1, 2, (0, 0)), (3, 2, (0, 1)), (5, 3, (2, 2)),
+                                     (4, 2, (1, 2)), (7, 4, (3, 3))])
+@pytest.mark.parametrize("hw", [(8, 8), (7, 9), (5, 5)])
+def test_strided_conv_and_its_phase_gradients_match_lax(k, s, pad, hw):
+    x, kernel = _rand(2, *hw, 3), _rand(k, k, 3, 4, seed=1)
+
+    def ref(x, kern):
+        return lax.conv_general_dilated(x, kern, (s, s), (pad, pad), dimension_numbers=DN)
+
+    np.testing.assert_allclose(conv_strided(x, kernel, s, pad), ref(x, kernel), atol=1e-4)
+    np.testing.assert_array_equal(strided_conv(x, kernel, s, pad), ref(x, kernel))  # forward: XLA's own
+    w = _rand(*ref(x, kernel).shape, seed=2)
+    g_ref = jax.grad(lambda x, k: jnp.sum(w * ref(x, k)), (0, 1))(x, kernel)
+    g = jax.grad(lambda x, k: jnp.sum(w * strided_conv(x, k, s, pad)), (0, 1))(x, kernel)
+    for a, b in zip(g, g_ref, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-3)
 
 
 @pytest.mark.parametrize("hw", [(8, 8), (7, 6)])
