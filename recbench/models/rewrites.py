@@ -2,8 +2,9 @@
 
 XLA:CPU runs some convolutions far off its fast path (docs/performance.md §8):
 
-* a convolution with a dilated input (``lhs_dilation``: a transposed conv, and its gradients) — in the default
-  BLT's train step the three such convolutions took over half of the step;
+* a convolution with a dilated input (``lhs_dilation``: a transposed conv and its gradients, and the input
+  gradient of a strided conv) — in the default BLT's train step the three such convolutions took over half of
+  the step;
 * a convolution whose map is smaller than its kernel (a 3×3 conv on CORnet's 2×2 IT map at a 64-pixel input):
   XLA swaps the operands and lands on a generic loop at about 1 GFLOP/s, against about 100 for the same
   arithmetic as one matrix product.
@@ -147,6 +148,14 @@ def conv_strided(x: jax.Array, kernel: jax.Array, stride: int, padding: tuple[in
     return lax.conv_general_dilated(xp, sub, (1, 1), ((plo, phi_h), (plo, phi_w)), dimension_numbers=_DN)
 
 
+def _phases_pay(k: int, s: int, pad_lo: int) -> bool:
+    """Whether the space-to-depth kernel (m² taps per phase, s² phases) holds at most twice the k² real taps: true
+    for 3×3 at stride 2 (16 / 9) and 7×7 at stride 4 (64 / 49); false where the stride exceeds the kernel, as in
+    Liao & Poggio's 3×3 convs at stride 4 or 8 (64 or 256 / 9), which ran 20 to 30 % slower rewritten."""
+    m = _strided_taps(k, s, pad_lo)[0].shape[0]
+    return m * m * s * s <= 2 * k * k
+
+
 @partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def strided_conv(x: jax.Array, kernel: jax.Array, stride: int, padding: tuple[int, int]) -> jax.Array:
     """A stride-s conv whose forward pass is XLA's own and whose gradients are those of :func:`conv_strided`."""
@@ -226,7 +235,7 @@ class Conv(nnx.Conv):
             return super().__call__(x)
         if strides == (1, 1) and (x.shape[1] < k or x.shape[2] < k):
             y = conv_patches(x, self.kernel[...], pads)
-        elif strides[0] == strides[1] > 1 and k > 1 and pads[0] == pads[1]:
+        elif strides[0] == strides[1] > 1 and k > 1 and pads[0] == pads[1] and _phases_pay(k, strides[0], pads[0][0]):
             y = strided_conv(x, self.kernel[...], strides[0], pads[0])
         else:
             return super().__call__(x)
