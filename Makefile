@@ -2,7 +2,7 @@
 #   make run    set up .venv (first time) and train the default model on the embedded stimuli
 #   make test   set up .venv (first time) and run the test suite
 # and the benchmark against its PyTorch references:
-#   make bench  set up .venv with torch (first time) and run recbench-bench (not built yet: it fails until then)
+#   make bench  set up .venv with torch (first time) and run recbench-bench (recbench vs PyTorch, docs/performance.md §10)
 # Pass arguments to the trainer with ARGS, e.g.  make run ARGS="model=bl dataset.level=heavy"
 #
 # Each command installs what it needs and nothing more: `make run` the package alone (no torch, whose CUDA
