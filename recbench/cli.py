@@ -85,9 +85,9 @@ def validate_config(cfg: DictConfig) -> None:
     from recbench.config import OptimConfig, TrainerConfig, as_schema
     from recbench.data.sources import dataset_meta
     from recbench.models.registry import validate_model_config
-    from recbench.train.loop import validate_trainer
     from recbench.train.objectives import validate_objective
     from recbench.train.optim import validate_optim
+    from recbench.train.run import validate_trainer
     from recbench.train.runlog import resolve_wandb_mode
 
     shape, num_classes = dataset_meta(cfg.dataset)

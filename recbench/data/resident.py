@@ -151,7 +151,7 @@ class ResidentInputs:
         n = self.eval_size
         chunk = min(chunk, n)
         if self._parallel is not None:  # whole rows per device: pad the chunk up, the extra rows are masked
-            chunk = -(-chunk // self._parallel.size) * self._parallel.size
+            chunk = self._parallel.whole_rows(chunk)
         for start in range(0, n, chunk):
             valid = min(chunk, n - start)
             yield (*self._gather_eval(self.test, start, valid, chunk), valid)

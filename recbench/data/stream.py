@@ -227,7 +227,7 @@ class StreamInputs:
         n = self.eval_size
         chunk = min(chunk, n)
         if self._parallel is not None:  # whole rows per device: pad the chunk up, the extra rows are masked
-            chunk = -(-chunk // self._parallel.size) * self._parallel.size
+            chunk = self._parallel.whole_rows(chunk)
         stream = self._eval.to_iter_dataset(grain.ReadOptions(num_threads=self.threads, prefetch_buffer_size=chunk))
         labels = []
         for x, y in stream.batch(chunk, batch_fn=_stack):

@@ -16,29 +16,16 @@ import jax
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from recbench.config import ConfigError, TrainerConfig, as_schema, check_int, choice, resume_free
+from recbench.config import ConfigError, TrainerConfig, as_schema, resume_free
 from recbench.models.accounting import describe
 from recbench.train.checkpoint import Checkpoints
 from recbench.train.console import Console
-from recbench.train.parallel import barrier, check_divides, data_axis_size, is_writer
-from recbench.train.run import build_run
+from recbench.train.parallel import barrier, is_writer
+from recbench.train.run import build_run, validate_trainer
 from recbench.train.runlog import RunLogger
-from recbench.train.step import PRECISIONS, TrainState, evaluate_split
+from recbench.train.step import TrainState, evaluate_split
 
 MAX_SAVED_LOGITS = 50_000_000
-
-
-def validate_trainer(t: TrainerConfig) -> None:
-    """One-line :class:`ConfigError` for a bad ``trainer`` node (the objective has its own check)."""
-    for key in ("total_steps", "batch_size", "eval_every", "eval_batch_size", "log_every", "checkpoint_every",
-                "keep_checkpoints"):
-        check_int(f"trainer.{key}", getattr(t, key))
-    choice(t.precision, "trainer.precision", tuple(PRECISIONS))
-    # Eval chunks need no check: they are padded up to a multiple of the data axis (masked rows).
-    check_divides("trainer.batch_size", t.batch_size, data_axis_size(t.mesh), t.mesh)
-    if not 0.0 <= t.target_accuracy <= 1.0:
-        raise ConfigError(f"trainer.target_accuracy={t.target_accuracy} is not an accuracy; give a value in (0, 1], "
-                          "or 0 to train for trainer.total_steps")
 
 
 def device_name() -> str:

@@ -107,7 +107,7 @@ def data_axis_size(requested: int) -> int:
 def check_divides(key: str, value: int, n: int, requested: int) -> None:
     """A batch dimension (``trainer.batch_size``) must split evenly over the ``n`` devices of the data axis."""
     if value % n:
-        up = -(-value // n) * n
+        up = round_up(value, n)
         raise ConfigError(f"{key}={value} does not split over the {n} devices of the data axis "
                           f"(trainer.mesh={requested}); use a multiple of {n} such as {up}, or set trainer.mesh "
                           f"to a device count that divides {value}")
@@ -129,6 +129,10 @@ class Parallel:
     def size(self) -> int:
         """Devices on the data axis: batch dimensions must be multiples of it."""
         return int(self.mesh.devices.size)
+
+    def whole_rows(self, chunk: int) -> int:
+        """``chunk`` rounded up to whole rows per device (an eval chunk; the extra rows are padding, masked)."""
+        return round_up(chunk, self.size)
 
     def replicate(self, tree):
         """Every leaf of ``tree`` on every device of the mesh. Values must be equal on all processes (they are: each

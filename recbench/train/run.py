@@ -16,18 +16,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-import jax
 import optax
 from flax import nnx
 from omegaconf import DictConfig
 
-from recbench.config import OptimConfig, TrainerConfig, as_schema, choice
+from recbench.config import ConfigError, OptimConfig, TrainerConfig, as_schema, check_int, choice
 from recbench.data.pipeline import Dataset, InputPipeline
 from recbench.data.sources import load_dataset
 from recbench.models.registry import model_from_config
 from recbench.train.objectives import step_weights
 from recbench.train.optim import make_optimizer
-from recbench.train.parallel import Parallel, barrier, check_divides, is_writer, make_parallel
+from recbench.train.parallel import Parallel, barrier, check_divides, data_axis_size, is_writer, make_parallel
 from recbench.train.step import PRECISIONS, TrainState, make_eval_fn, make_train_step
 
 
@@ -61,20 +60,30 @@ def _load_dataset(cfg: DictConfig, data_dir: str | None, progress: bool) -> Data
     download, where the data dir lacks it) and the others load it once it is there, so they never build it at the
     same time into one shared folder."""
     load = partial(load_dataset, cfg.dataset, data_dir=data_dir or cfg.paths.data_dir)
-    if jax.process_count() == 1:
-        return load(progress=progress)
     dataset = load(progress=progress) if is_writer() else None
-    barrier("dataset-prepared")
+    barrier("dataset-prepared")  # a no-op with one process
     return dataset if dataset is not None else load(progress=False)
+
+
+def validate_trainer(t: TrainerConfig) -> None:
+    """One-line :class:`ConfigError` for a bad ``trainer`` node (the objective has its own check)."""
+    for key in ("total_steps", "batch_size", "eval_every", "eval_batch_size", "log_every", "checkpoint_every",
+                "keep_checkpoints"):
+        check_int(f"trainer.{key}", getattr(t, key))
+    choice(t.precision, "trainer.precision", tuple(PRECISIONS))
+    # Eval chunks need no check: they are padded up to a multiple of the data axis (masked rows).
+    check_divides("trainer.batch_size", t.batch_size, data_axis_size(t.mesh), t.mesh)
+    if not 0.0 <= t.target_accuracy <= 1.0:
+        raise ConfigError(f"trainer.target_accuracy={t.target_accuracy} is not an accuracy; give a value in (0, 1], "
+                          "or 0 to train for trainer.total_steps")
 
 
 def build_run(cfg: DictConfig, *, data_dir: str | None = None, progress: bool = True) -> Run:
     """Build a run from a composed (or saved) config; ``data_dir`` overrides ``paths.data_dir``."""
     trainer = as_schema(cfg.trainer, TrainerConfig)
     optim = as_schema(cfg.optim, OptimConfig)
-    choice(trainer.precision, "trainer.precision", tuple(PRECISIONS))
+    validate_trainer(trainer)
     parallel = make_parallel(trainer.mesh)
-    check_divides("trainer.batch_size", trainer.batch_size, parallel.size, trainer.mesh)
     dataset = _load_dataset(cfg, data_dir, progress)
     inputs = dataset.pipeline(batch_size=trainer.batch_size, seed=int(cfg.seed))
     inputs.shard(parallel)

@@ -36,9 +36,9 @@ class RunLogger:
                  writer: bool | None = None):
         """``writer``: whether this process records (default: process 0 of a multi-process run, else always)."""
         if writer is None:
-            import jax
+            from recbench.train.parallel import is_writer
 
-            writer = jax.process_index() == 0
+            writer = is_writer()
         self.workdir = workdir
         self.writer = writer
         self.console = console and writer

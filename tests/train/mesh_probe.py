@@ -21,8 +21,7 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from recbench.config import ConfigError, TrainerConfig  # noqa: E402
 from recbench.train.checkpoint import Checkpoints  # noqa: E402
-from recbench.train.loop import validate_trainer  # noqa: E402
-from recbench.train.run import build_run  # noqa: E402
+from recbench.train.run import build_run, validate_trainer  # noqa: E402
 from recbench.train.step import TrainState, evaluate_split  # noqa: E402
 
 STEPS = 4

@@ -19,8 +19,7 @@ from recbench.config import ConfigError, TrainerConfig
 from recbench.data.pipeline import normalise
 from recbench.data.resident import ResidentInputs, epoch_order, flip_crop
 from recbench.train import parallel
-from recbench.train.loop import validate_trainer
-from recbench.train.run import build_run
+from recbench.train.run import build_run, validate_trainer
 from recbench.train.runlog import RunLogger
 
 HERE = Path(__file__).parent

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from recbench.config import ConfigError, TrainerConfig
-from recbench.train.loop import train_and_evaluate, validate_trainer
+from recbench.train.loop import train_and_evaluate
+from recbench.train.run import validate_trainer
 
 
 def test_run_stops_at_the_first_eval_that_reaches_the_target_and_a_rerun_does_not_train_on(tmp_path, tiny_cfg):
