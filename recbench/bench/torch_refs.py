@@ -347,7 +347,7 @@ def cornet_reference(c: dict, num_classes: int, input_shape) -> GraphNet:
 
 
 def liao_poggio_reference(c: dict, num_classes: int, input_shape) -> GraphNet:
-    """``recbench.models.presets.liao_poggio`` with two or more states: a 3x3 conv stem, then residual states
+    """``recbench.models.liao_poggio.liao_poggio`` with two or more states: a 3x3 conv stem, then residual states
     joined by identity laterals, strided feedforward convs (max-pooled first when they skip a level) and
     transposed-conv feedback, between neighbours (``chain``) or every pair (``full``)."""
     states = c["states"]

@@ -5,9 +5,11 @@ incoming edges at step ``t`` and ``prev`` its previous state (``None`` before it
 :class:`StepNorm` with one row per trained step (time-specific BN), so weights can be shared over steps.
 
 * ``plain``      ``relu(norm_t(drive))`` — Spoerer's BLT layers (the convs live on the edges).
+* ``sum``        ``relu(drive)`` — the area adds transition functions that carry their own norms (Liao & Poggio).
 * ``conv``       ``relu(norm_t(conv(drive)))`` — CORnet-R/RT (the edge sum is input + state).
 * ``residual``   ``relu(drive + norm2_t(conv2(relu(norm1_t(conv1(drive))))))`` — a ResNet basic block applied
-  to the drive; with an identity lateral edge this is the Liao & Poggio shared-ResNet step.
+  to the drive; with an identity lateral edge this is the Liao & Poggio shared-ResNet step. ``blocks`` > 1
+  applies that many basic blocks in a row at every step (DT-net's recurrent block: 2).
 * ``bottleneck`` CORnet-S: 1×1 → 3×3 → 1×1 at ``expansion``× width; at the area's first step the 3×3 is
   strided and the skip is a strided 1×1 conv + norm, later steps skip by identity.
 * ``gru`` / ``lstm`` ConvGRU / ConvLSTM (Zamir et al.'s feedback modules): gates from conv(drive) + conv(h).
@@ -48,17 +50,51 @@ class ConvCell(nnx.Module):
         return jax.nn.relu(self.norm(self.conv(drive), t, ctx))
 
 
-class ResidualCell(nnx.Module):
-    def __init__(self, channels: int, *, norm: str, steps: int, kernel: int, rngs: nnx.Rngs, **_):
+class SumCell(nnx.Module):
+    def __init__(self, channels: int, **_):
+        pass
+
+    def __call__(self, drive, prev, t, ctx: NormContext):
+        return jax.nn.relu(drive)
+
+
+class BasicBlock(nnx.Module):
+    def __init__(self, channels: int, *, norm: str, steps: int, kernel: int, rngs: nnx.Rngs):
         bias = norm == "none"
         self.conv1 = _conv(channels, channels, kernel, rngs, bias=bias)
         self.norm1 = StepNorm(channels, kind=norm, steps=steps)
         self.conv2 = _conv(channels, channels, kernel, rngs, bias=bias)
         self.norm2 = StepNorm(channels, kind=norm, steps=steps)
 
+    def __call__(self, x, t, ctx: NormContext):
+        return _basic(self, x, t, ctx)
+
+
+def _basic(m, x, t, ctx: NormContext):
+    """A basic block's function of the module ``m`` holding ``conv1``, ``norm1``, ``conv2``, ``norm2``."""
+    y = jax.nn.relu(m.norm1(m.conv1(x), t, ctx))
+    return jax.nn.relu(x + m.norm2(m.conv2(y), t, ctx))
+
+
+class ResidualCell(nnx.Module):
+    """``blocks`` basic blocks in a row (one, the ResNet step, unless asked); their parameters are named
+    ``conv1``/``norm1``/``conv2``/``norm2`` for one block (torch-weight import relies on it), else ``blocks.<i>.…``."""
+
+    def __init__(self, channels: int, *, norm: str, steps: int, kernel: int, rngs: nnx.Rngs, blocks: int = 1, **_):
+        make = lambda: BasicBlock(channels, norm=norm, steps=steps, kernel=kernel, rngs=rngs)  # noqa: E731
+        if blocks == 1:
+            block = make()
+            self.conv1, self.norm1, self.conv2, self.norm2 = block.conv1, block.norm1, block.conv2, block.norm2
+            self.blocks = nnx.data(None)
+        else:
+            self.blocks = nnx.List([make() for _ in range(blocks)])
+
     def __call__(self, drive, prev, t, ctx: NormContext):
-        y = jax.nn.relu(self.norm1(self.conv1(drive), t, ctx))
-        return jax.nn.relu(drive + self.norm2(self.conv2(y), t, ctx))
+        if self.blocks is None:
+            return _basic(self, drive, t, ctx)
+        for block in self.blocks:
+            drive = block(drive, t, ctx)
+        return drive
 
 
 class BottleneckCell(nnx.Module):
@@ -141,9 +177,11 @@ class HGRUCell(nnx.Module):
         return (1 - g2) * h + g2 * h2
 
 
-CELL_TYPES = {"plain": PlainCell, "conv": ConvCell, "residual": ResidualCell, "bottleneck": BottleneckCell,
-              "gru": GRUCell, "lstm": LSTMCell, "hgru": HGRUCell}
+CELL_TYPES = {"plain": PlainCell, "sum": SumCell, "conv": ConvCell, "residual": ResidualCell,
+              "bottleneck": BottleneckCell, "gru": GRUCell, "lstm": LSTMCell, "hgru": HGRUCell}
 CELLS = tuple(CELL_TYPES)
+#: cells whose new state ignores the previous one: with no recurrent edge, every step of such an area is the same
+STATELESS_CELLS = ("plain", "sum", "conv", "residual")
 
 
 def output_of(state):

@@ -51,6 +51,9 @@ class FamilyConfig:
     family: str  # the registry entry that checks and builds it (recbench.models.registry)
     natural_input: Shape  # height, width, channels of the images the paper trained on
     natural_classes: int  # classes of that dataset
+    # How the paper trains it: the loss over the readouts when trainer.loss_over_steps=auto (recbench.train.objectives):
+    # last (the last step's readout), mean (every step's, equally), progressive (deep-thinking's)
+    objective: str = "mean"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,3 +63,11 @@ class EngineConfig(FamilyConfig):
     steps: int = 4  # the unroll depth: time steps, one readout each (stagewise nets: the last area's steps)
     norm: str = "bn_step"  # bn_step (BatchNorm per time step) | bn (one BatchNorm for all steps) | group | none
     unroll: str = "auto"  # auto (a Python loop on CPU, a rolled lax.scan on GPU/TPU) | loop | scan
+    width: float = 1.0  # channel multiplier on every area (CPU-scale versions shrink a preset without a new one)
+
+
+def widen(channels: int, width: float) -> int:
+    """``channels`` scaled by a width multiplier, rounded, at least 1."""
+    if not width > 0:
+        raise ValueError(f"width must be positive, got {width}")
+    return max(1, round(channels * width))

@@ -35,7 +35,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from recbench.models.cells import CELL_TYPES, CELLS, output_of
+from recbench.models.cells import CELL_TYPES, CELLS, STATELESS_CELLS, output_of
+from recbench.models.heads import HEADS, READOUTS
 from recbench.models.norms import NormContext, StepNorm
 from recbench.models.rewrites import Conv, ConvTranspose, max_pool_blocks
 
@@ -44,7 +45,8 @@ ABLATABLE = ("lateral", "topdown", "recall", "skip")
 SCHEDULES = ("sequential", "synchronous", "stagewise")
 UNROLL_STRATEGIES = ("auto", "loop", "scan")
 TOPDOWN_RESAMPLE = ("transpose", "nearest")
-READOUTS = ("gap", "gmp", "flatten")
+EDGE_ACTS = ("none", "relu", "square")
+EDGE_INITS = ("kaiming", "gabor")
 INTERACTIONS = ("additive", "multiplicative")
 IMAGE = -1  # source index of the input image
 
@@ -63,6 +65,8 @@ class AreaSpec:
     share: bool = True  # one set of cell weights for all steps (False: a new block per step, as a ResNet)
     expansion: int = 4  # bottleneck width factor
     post_pool: bool = False  # 3x3/2 max-pool after the cell (CORnet-Z)
+    once: bool = False  # computed at the first step only, then held (a stem: Zamir's replicated input, DT's projection)
+    blocks: int = 1  # residual cell: basic blocks applied one after another at every step (DT-net: 2)
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,11 @@ class EdgeSpec:
     norm_act: bool = False  # the edge has its own norm + ReLU (CORnet-R/RT input convs)
     bias: bool = False
     delay: int = 2  # skip-in-time edges: read the source's state from ``delay`` steps back
+    block: bool = False  # the edge is a transition *function*: conv-norm-ReLU-conv-norm (Liao & Poggio's f_ij)
+    act: str = "none"  # after the conv (and norm): none | relu | square (hGRU's Gabor stem: energy)
+    init: str = "kaiming"  # kaiming | gabor (a bank of oriented Gabor filters, :func:`gabor_init`)
+    initial: bool = False  # stagewise: the source's state is the destination's state before its first step
+    #                        (DT-net's projection), instead of a drive at its first step
 
 
 @dataclass(frozen=True)
@@ -115,6 +124,13 @@ class GraphSpec:
             _check(e.kind in EDGE_KINDS, f"edge kind must be one of {', '.join(EDGE_KINDS)}, got {e.kind!r}")
             _check(-1 <= e.src < n and 0 <= e.dst < n, f"edge {e} names an area that does not exist")
             _check(e.kind != "skip" or (e.delay >= 2 and e.src == e.dst), f"skip edge {e} needs src == dst, delay >= 2")
+            _check(e.act in EDGE_ACTS, f"edge act must be one of {', '.join(EDGE_ACTS)}, got {e.act!r}")
+            _check(e.init in EDGE_INITS, f"edge init must be one of {', '.join(EDGE_INITS)}, got {e.init!r}")
+            _check(not e.initial or (self.schedule == "stagewise" and e.kind == "bottom_up" and e.kernel == 0),
+                   f"edge {e}: initial=True needs a stagewise graph and an identity bottom-up edge")
+        for a in self.areas:
+            _check(a.blocks >= 1 and (a.blocks == 1 or a.cell == "residual"),
+                   f"area {a.name}: blocks > 1 needs the residual cell")
         _check(any(e.src == IMAGE for e in self.edges), "no edge reads the image (src=-1)")
 
     def scale(self, i: int) -> int:
@@ -132,10 +148,24 @@ class GraphSpec:
         return max(s, 1)
 
     def area_steps(self, i: int) -> int:
+        """Steps area ``i`` runs at the trained depth (the rows of its time-specific norms)."""
+        if self.feedforward:
+            return 1
         return self.areas[i].steps or self.steps
+
+    @property
+    def feedforward(self) -> bool:
+        """No state carries from one step to the next (only bottom-up and recall edges, stateless cells): every
+        step would compute the same thing, so the graph runs once and reads out once (T = 1), and is charged
+        one step of compute (Spoerer's B, B-K, B-F controls)."""
+        return (self.schedule == "sequential"
+                and all(e.kind in ("bottom_up", "recall") for e in self.edges)
+                and all(a.cell in STATELESS_CELLS for a in self.areas))
 
     def readouts(self) -> int:
         """Readouts a forward pass gives at the trained depth (stagewise: one per step of the last area)."""
+        if self.feedforward:
+            return 1
         return self.area_steps(len(self.areas) - 1) if self.schedule == "stagewise" else self.steps
 
     def edge_name(self, e: EdgeSpec) -> str:
@@ -178,26 +208,39 @@ def chain_graph(
 
 
 class Edge(nnx.Module):
-    """A transition's weights and its resampling to the destination resolution."""
+    """A transition's weights and its resampling to the destination resolution.
+
+    Top-down from a coarser area is a transposed conv of stride ``up``; where the stride exceeds the kernel
+    (Liao & Poggio's full connectivity: 3×3 kernels, strides 4 and 8) a transposed conv would reach only
+    (k/up)² of the destination pixels, so such an edge upsamples (nearest) and then convolves instead, with the
+    same weights count: every destination pixel receives feedback.
+    """
 
     def __init__(self, spec: EdgeSpec, c_in: int, c_out: int, *, down: int, up: int, norm: str, steps: int,
                  resample: str, rngs: nnx.Rngs):
         self.pool = max(down // spec.stride, 1)
-        self.up = up if resample == "nearest" else 1
-        self.norm = StepNorm(c_out, kind=norm, steps=steps) if spec.norm_act else nnx.data(None)
+        transpose = resample == "transpose" and up <= max(spec.kernel, 1)
+        self.up = 1 if transpose else up
+        self.act = spec.act
+        self.norm = StepNorm(c_out, kind=norm, steps=steps) if (spec.norm_act or spec.block) else nnx.data(None)
+        self.relu = spec.norm_act or spec.block
+        self.conv2 = self.norm2 = nnx.data(None)
         if spec.kernel == 0:
             _check(c_in == c_out and down == 1 and up == 1, f"identity edge {spec} needs equal shape")
             self.conv = nnx.data(None)
             return
-        init = nnx.initializers.kaiming_normal()
+        init = gabor_init if spec.init == "gabor" else nnx.initializers.kaiming_normal()
         k, bias = spec.kernel, spec.bias
-        if up > 1 and resample == "transpose":  # top-down from a coarser area: a transposed conv upsamples
+        if up > 1 and transpose:  # top-down from a coarser area: a transposed conv upsamples
             self.conv = ConvTranspose(c_in, c_out, (k, k), strides=(up, up), padding="SAME", use_bias=bias,
-                                          kernel_init=init, rngs=rngs)
+                                      kernel_init=init, rngs=rngs)
         else:
-            pad = k // 2
-            self.conv = Conv(c_in, c_out, (k, k), strides=(spec.stride,) * 2, padding=((pad, pad),) * 2,
-                                 use_bias=bias, kernel_init=init, rngs=rngs)
+            self.conv = Conv(c_in, c_out, (k, k), strides=(spec.stride,) * 2, padding=((k // 2, k // 2),) * 2,
+                             use_bias=bias, kernel_init=init, rngs=rngs)
+        if spec.block:  # a transition function: conv-norm-ReLU-conv-norm; the area adds its edges, then its cell
+            self.conv2 = Conv(c_out, c_out, (k, k), padding=((k // 2, k // 2),) * 2, use_bias=False,
+                              kernel_init=nnx.initializers.kaiming_normal(), rngs=rngs)
+            self.norm2 = StepNorm(c_out, kind=norm, steps=steps)
 
     def __call__(self, x: jax.Array, t, ctx: NormContext) -> jax.Array:
         if self.pool > 1:
@@ -207,8 +250,37 @@ class Edge(nnx.Module):
         if self.conv is not None:
             x = self.conv(x)
         if self.norm is not None:
-            x = jax.nn.relu(self.norm(x, t, ctx))
+            x = self.norm(x, t, ctx)
+        if self.relu:
+            x = jax.nn.relu(x)
+        if self.conv2 is not None:
+            x = self.norm2(self.conv2(x), t, ctx)
+        if self.act == "relu":
+            x = jax.nn.relu(x)
+        elif self.act == "square":
+            x = jnp.square(x)
         return x
+
+
+def gabor_init(key, shape, dtype=jnp.float32):
+    """A conv kernel ``[k, k, c_in, c_out]`` of oriented Gabor filters (hGRU's stem, Linsley et al. 2018): output
+    channel j has orientation ``pi * j / c_out`` cycling over two phases and two wavelengths; the same filter on
+    every input channel, scaled to unit L2 norm. Deterministic (``key`` is unused): the filters are an init, and
+    they are trained."""
+    del key
+    k, _, c_in, c_out = shape
+    r = (jnp.arange(k) - (k - 1) / 2) / max((k - 1) / 2, 1)
+    yy, xx = jnp.meshgrid(r, r, indexing="ij")
+    j = jnp.arange(c_out)
+    theta = jnp.pi * j / c_out
+    phase = jnp.where(j % 2 == 0, 0.0, jnp.pi / 2)
+    lam = jnp.where((j // 2) % 2 == 0, 1.0, 0.5)
+    xr = xx[..., None] * jnp.cos(theta) + yy[..., None] * jnp.sin(theta)
+    yr = -xx[..., None] * jnp.sin(theta) + yy[..., None] * jnp.cos(theta)
+    g = jnp.exp(-(xr**2 + (0.5 * yr) ** 2) / (2 * 0.5**2)) * jnp.cos(2 * jnp.pi * xr / lam + phase)  # [k, k, c_out]
+    g = g - g.mean(axis=(0, 1))
+    g = g / jnp.sqrt(jnp.sum(g**2, axis=(0, 1)) + 1e-8)
+    return jnp.broadcast_to(g[:, :, None, :], shape).astype(dtype) / jnp.sqrt(c_in)
 
 
 class Area(nnx.Module):
@@ -217,7 +289,7 @@ class Area(nnx.Module):
     def __init__(self, a: AreaSpec, *, norm: str, steps: int, rngs: nnx.Rngs):
         self.post_pool = a.post_pool
         kwargs = dict(norm=norm, steps=steps if a.share else 1, kernel=a.kernel, expansion=a.expansion,
-                      stride=2 if a.cell == "bottleneck" else 1, rngs=rngs)
+                      stride=2 if a.cell == "bottleneck" else 1, blocks=a.blocks, rngs=rngs)
         make = CELL_TYPES[a.cell]
         self.cells = nnx.List([make(a.channels, **kwargs) for _ in range(1 if a.share else steps)])
 
@@ -247,11 +319,9 @@ class AreaGraph(nnx.Module):
         self.edges = nnx.Dict(edges)
         self.areas = nnx.Dict({a.name: Area(a, norm=spec.norm, steps=spec.area_steps(i), rngs=rngs)
                                for i, a in enumerate(spec.areas)})
-        features = spec.areas[-1].channels
-        if spec.readout == "flatten":
-            side = -(-spec.input_size // spec.scale(len(spec.areas) - 1))
-            features *= side * side
-        self.readout = nnx.Linear(features, spec.num_classes, rngs=rngs)
+        features, side = spec.areas[-1].channels, -(-(spec.input_size or 1) // spec.scale(len(spec.areas) - 1))
+        self.readout = HEADS[spec.readout](features, spec.num_classes, side=side, norm=spec.norm,
+                                           steps=spec.readouts(), rngs=rngs)
         self.incoming = tuple(tuple(e for e in spec.edges if e.dst == i) for i in range(len(spec.areas)))
 
     # -- one area update ---------------------------------------------------------------------------------
@@ -285,6 +355,8 @@ class AreaGraph(nnx.Module):
         sequential = self.spec.schedule == "sequential" and not first_zero
         new = list(states)
         for i in range(len(self.spec.areas)):
+            if self.spec.areas[i].once and states[i] is not None:
+                continue  # computed at its first step, then held (not recomputed, its statistics not refolded)
             sources = {e: (new[e.src] if sequential and e.kind == "bottom_up" else states[e.src])
                        for e in self.incoming[i] if e.src != IMAGE}
             for e in sources:
@@ -293,20 +365,20 @@ class AreaGraph(nnx.Module):
             new[i] = self._update(i, sources, states[i], x, t, ctx, ablate)
         return tuple(new)
 
-    def _readout(self, top, batch: int) -> jax.Array:
+    def _readout(self, top, batch: int, t, ctx: NormContext) -> jax.Array:
         if top is None:  # the signal has not reached the top area yet: the readout sees nothing
-            return jnp.broadcast_to(self.readout.bias[...], (batch, self.spec.num_classes))
-        top = output_of(top)
-        if self.spec.readout == "gap":
-            return self.readout(jnp.mean(top, axis=(1, 2)))
-        if self.spec.readout == "gmp":
-            return self.readout(jnp.max(top, axis=(1, 2)))
-        return self.readout(top.reshape(batch, -1))
+            return self.readout.empty(batch)
+        return self.readout(output_of(top), t, ctx)
 
     # -- the unroll ----------------------------------------------------------------------------------------
     def unroll(self, x: jax.Array, *, steps: int | None = None, ablate: tuple[str, ...] = (),
-               train: bool = False, strategy: str | None = None) -> list[jax.Array]:
-        """Per-step logits, a list of ``[B, C]``. ``steps`` overrides the depth (stagewise: the last area's)."""
+               train: bool = False, strategy: str | None = None, detach=None) -> list[jax.Array]:
+        """Per-step logits, a list of ``[B, C]``. ``steps`` overrides the depth (stagewise: the last area's).
+
+        ``detach`` (an int, possibly traced) cuts the gradient of the state entering that step (of the last area,
+        stagewise): deep-thinking's progressive loss runs a prefix of steps without gradient. A feedforward graph
+        (:attr:`GraphSpec.feedforward`) runs once whatever ``steps`` asks: each further step would be the same.
+        """
         _check(steps is None or (isinstance(steps, int) and steps >= 1),
                f"steps must be an integer >= 1, got {steps!r}")
         bad = set(ablate) - set(ABLATABLE)
@@ -314,44 +386,52 @@ class AreaGraph(nnx.Module):
         strategy = resolve_unroll(strategy or self.spec.unroll)
         if any(e.kind == "skip" for e in self.spec.edges):
             strategy = "loop"  # a skip-in-time edge needs the state history, which the scanned carry does not keep
+        if self.spec.feedforward:
+            steps = 1
         ctx = NormContext(train)
         if self.spec.schedule == "stagewise":
-            logits = self._stagewise(x, steps, ctx, tuple(ablate), strategy)
+            logits = self._stagewise(x, steps, ctx, tuple(ablate), strategy, detach)
         else:
-            logits = self._global(x, steps or self.spec.steps, ctx, tuple(ablate), strategy)
+            logits = self._global(x, steps or self.spec.steps, ctx, tuple(ablate), strategy, detach)
         ctx.commit()
         return logits
 
-    def _global(self, x, steps, ctx, ablate, strategy) -> list[jax.Array]:
+    def _global(self, x, steps, ctx, ablate, strategy, detach) -> list[jax.Array]:
         batch = x.shape[0]
         states: tuple = (None,) * len(self.spec.areas)
         logits, history = [], []
         t = 0
         while t < steps and (strategy == "loop" or any(s is None for s in states)):
+            states = _detach(states, t, detach)
             history.append(states)
             states = self._global_step(states, t, x, ctx, ablate, history)
-            logits.append(self._readout(states[-1], batch))
+            logits.append(self._readout(states[-1], batch, t, ctx))
             t += 1
         if t < steps:
             def body(carry, t, sub):
-                new = self._global_step(carry, t, x, sub, ablate)
-                return new, self._readout(new[-1], batch)
+                new = self._global_step(_detach(carry, t, detach), t, x, sub, ablate)
+                return new, self._readout(new[-1], batch, t, sub)
 
             logits += self._scan(body, states, t, steps, ctx)
         return logits
 
-    def _stagewise(self, x, steps, ctx, ablate, strategy) -> list[jax.Array]:
+    def _stagewise(self, x, steps, ctx, ablate, strategy, detach) -> list[jax.Array]:
         batch, last = x.shape[0], len(self.spec.areas) - 1
         finals: list = [None] * len(self.spec.areas)
         logits = []
         for i in range(len(self.spec.areas)):
             n = steps if (steps and i == last) else self.spec.area_steps(i)
-            state, s, history = None, 0, []
+            # an ``initial`` edge hands its source's state over as this area's state before its first step
+            initial = [e for e in self.incoming[i] if e.initial and e.kind not in ablate]
+            state, s, history = (finals[initial[0].src] if initial else None), 0, []
             shared = len(self.areas[self.spec.names[i]].cells) == 1
-            while s < n and (strategy == "loop" or state is None or not shared):
+            while s < n and (strategy == "loop" or s == 0 or state is None or not shared):
+                if i == last:
+                    state = _detach(state, s, detach)
                 # the area below feeds this one at its first step only; laterals and recall at every step
                 history.append(state)
-                sources = {e: (finals[e.src] if e.src != i else state) for e in self.incoming[i] if e.src != IMAGE}
+                sources = {e: (finals[e.src] if e.src != i else state) for e in self.incoming[i]
+                           if e.src != IMAGE and not e.initial}
                 if s > 0:
                     sources = {e: (v if e.src == i else None) for e, v in sources.items()}
                 for e in sources:
@@ -359,13 +439,16 @@ class AreaGraph(nnx.Module):
                         sources[e] = history[-e.delay] if len(history) >= e.delay else None
                 state = self._update(i, sources, state, x, s, ctx, ablate)
                 if i == last:
-                    logits.append(self._readout(state, batch))
+                    logits.append(self._readout(state, batch, s, ctx))
                 s += 1
             if s < n:
                 def body(carry, t, sub, i=i):
-                    srcs = {e: (carry if e.src == i else None) for e in self.incoming[i] if e.src != IMAGE}
+                    if i == last:
+                        carry = _detach(carry, t, detach)
+                    srcs = {e: (carry if e.src == i else None) for e in self.incoming[i]
+                            if e.src != IMAGE and not e.initial}
                     new = self._update(i, srcs, carry, x, t, sub, ablate)
-                    return new, (self._readout(new, batch) if i == last else jnp.zeros(()))
+                    return new, (self._readout(new, batch, t, sub) if i == last else jnp.zeros(()))
 
                 outs = self._scan(body, state, s, n, ctx, keep_state=True)
                 state, outs = outs
@@ -394,8 +477,16 @@ class AreaGraph(nnx.Module):
         return (final, ys) if keep_state else ys
 
     def __call__(self, x: jax.Array, *, steps: int | None = None, ablate: tuple[str, ...] = (),
-                 train: bool = False) -> jax.Array:
-        return jnp.stack(self.unroll(x, steps=steps, ablate=tuple(ablate), train=train))
+                 train: bool = False, detach=None) -> jax.Array:
+        return jnp.stack(self.unroll(x, steps=steps, ablate=tuple(ablate), train=train, detach=detach))
+
+
+def _detach(state, t, detach):
+    """``state`` with its gradient cut when ``t == detach`` (both may be traced); unchanged when ``detach`` is None."""
+    if detach is None or state is None or (isinstance(t, int) and t == 0):
+        return state
+    cut = jnp.asarray(detach) == t
+    return jax.tree.map(lambda a: jnp.where(cut, jax.lax.stop_gradient(a), a), state)
 
 
 def resolve_unroll(strategy: str) -> str:

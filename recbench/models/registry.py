@@ -18,7 +18,7 @@ from flax import nnx
 from omegaconf import DictConfig, OmegaConf
 
 from recbench.config import ConfigError, check_int, family_config, load_option
-from recbench.models import presets, resnet
+from recbench.models import feedback, hgru, liao_poggio, presets, resnet
 from recbench.models.contract import EngineConfig, Shape
 from recbench.models.cornet import CornetConfig, cornet
 from recbench.models.engine import AreaGraph, GraphSpec
@@ -43,9 +43,9 @@ FAMILIES: dict[str, Family] = {
     "blt": _engine(presets.BLTConfig, presets.blt),
     "matched_control": _engine(presets.MatchedControlConfig, presets.matched_control),
     "cornet": _engine(CornetConfig, cornet),
-    "liao_poggio": _engine(presets.LiaoPoggioConfig, presets.liao_poggio),
-    "feedback_net": _engine(presets.FeedbackNetConfig, presets.feedback_net),
-    "hgru": _engine(presets.HGRUConfig, presets.hgru),
+    "liao_poggio": _engine(liao_poggio.LiaoPoggioConfig, liao_poggio.liao_poggio),
+    "feedback_net": _engine(feedback.FeedbackNetConfig, feedback.feedback_net),
+    "hgru": _engine(hgru.HGRUConfig, hgru.hgru),
     "cifar_resnet": Family(resnet.CifarResNetConfig, resnet.check_cifar_resnet, resnet.build_cifar_resnet),
     "imagenet_resnet": Family(resnet.ImageNetResNetConfig, resnet.check_imagenet_resnet,
                               resnet.build_imagenet_resnet),

@@ -74,7 +74,7 @@ def test_list_shaped_cost_analysis_is_read(monkeypatch, expected):
 def test_recbench_info_stays_valid_json_without_flops(monkeypatch, capsys):
     monkeypatch.setattr(jax.stages.Lowered, "cost_analysis", _pinned_to_cpu_only)
     monkeypatch.setattr(accounting, "counting_device", lambda: None)
-    monkeypatch.setattr("sys.argv", ["recbench-info", "model=b", "model.channels=[4,4]", "model.steps=2"])
+    monkeypatch.setattr("sys.argv", ["recbench-info", "model=bl", "model.channels=[4,4]", "model.steps=2"])
     with pytest.warns(RuntimeWarning, match="n/a"):
         cli.info_main()
     out = json.loads(capsys.readouterr().out)

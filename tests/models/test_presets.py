@@ -36,6 +36,8 @@ def test_every_preset_keeps_the_model_contract(name):
     expected_t = {"cornet_s": 2, "cornet_z": 1, "hgru": 8, "feedback48": 4}.get(name)
     if cfg.family in ("cifar_resnet", "imagenet_resnet"):
         expected_t = 1
+    elif cfg.family in ("blt", "matched_control") and not (cfg.lateral or cfg.topdown):
+        expected_t = 1  # a feedforward control runs once (recbench.models.engine.GraphSpec.feedforward)
     elif expected_t is None:
         expected_t = cfg.steps
     assert seen["contract"]
