@@ -85,16 +85,15 @@ def validate_config(cfg: DictConfig) -> None:
     from recbench.config import OptimConfig, TrainerConfig, as_schema
     from recbench.data.sources import dataset_meta
     from recbench.models.registry import validate_model_config
-    from recbench.train.objectives import validate_objective
     from recbench.train.optim import validate_optim
-    from recbench.train.run import validate_trainer
+    from recbench.train.run import check_objective, validate_trainer
     from recbench.train.runlog import resolve_wandb_mode
 
     shape, num_classes = dataset_meta(cfg.dataset)
     validate_model_config(cfg.model, shape, num_classes)
     trainer = as_schema(cfg.trainer, TrainerConfig)
     validate_trainer(trainer)
-    validate_objective(trainer.loss_over_steps, tuple(trainer.step_weights))
+    check_objective(cfg, trainer)
     validate_optim(as_schema(cfg.optim, OptimConfig))
     resolve_wandb_mode(cfg.logger.wandb.mode)
 

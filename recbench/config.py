@@ -32,6 +32,9 @@ class ConfigError(ValueError):
 class OptimConfig:
     name: str = "adam"  # sgd | adam | adamw
     lr: float = 1e-3
+    # Steps the schedule spans (cosine decays to 0 over them; step's decay_at are fractions of them). 0: the run's
+    # trainer.total_steps at its first start, kept when a finished run is extended (no warm restart).
+    schedule_steps: int = 0
     momentum: float = 0.9  # sgd
     nesterov: bool = False  # sgd
     weight_decay: float = 0.0  # sgd: L2 added to the gradient; adamw: decoupled
@@ -46,8 +49,10 @@ class OptimConfig:
 class TrainerConfig:
     total_steps: int = 300
     batch_size: int = 128
-    loss_over_steps: str = "mean"  # last | mean | weights
+    loss_over_steps: str = "auto"  # auto (the model preset's objective) | last | mean | weights | progressive
     step_weights: list[float] = field(default_factory=list)  # used when loss_over_steps=weights
+    progressive_alpha: float = 0.5  # progressive: weight of the partial-unroll loss (1 - alpha: the full unroll's)
+    coarse_to_fine: bool = False  # Zamir et al.'s curriculum: early steps trained on coarse classes (CIFAR-100)
     eval_every: int = 100
     eval_batch_size: int = 500
     log_every: int = 10
@@ -119,8 +124,8 @@ def register() -> None:
 # of the run directory's name, so `trainer.total_steps=2000` on a finished 1000-step run continues it.
 RESUME_FREE = ("trainer.total_steps", "trainer.eval_every", "trainer.log_every", "trainer.checkpoint_every",
                "trainer.progress", "trainer.resume", "trainer.keep_checkpoints", "trainer.eval_batch_size",
-               "trainer.save_predictions", "trainer.target_accuracy", "trainer.mesh", "logger", "paths",
-               "name")
+               "trainer.save_predictions", "trainer.target_accuracy", "trainer.mesh", "optim.schedule_steps",
+               "logger", "paths", "name")
 # Not in the directory name either: the experiment preset names its folder through ``name``.
 _DIRNAME_FREE = (*RESUME_FREE, "experiment")
 _MAX_DIRNAME = 200

@@ -15,7 +15,7 @@ import pytest  # noqa: E402
 # A two-step B net on clean digits: trains in seconds, learns well above chance in 60 steps. Tests add the
 # overrides they are about (another model or dataset, more steps) to this list; choosing another dataset drops
 # the digit-debris keys.
-TINY = ("model=b", "dataset.level=none", "model.channels=[8,16]", "model.steps=2", "dataset.num_train=1024",
+TINY = ("model=bl", "dataset.level=none", "model.channels=[8,16]", "model.steps=2", "dataset.num_train=1024",
         "dataset.num_test=256", "trainer.batch_size=32", "trainer.eval_batch_size=128", "trainer.log_every=10",
         "trainer.total_steps=2", "trainer.eval_every=100", "trainer.checkpoint_every=100", "trainer.progress=false",
         "logger=disabled", "logger.console=false", "optim.lr=0.01", "optim.warmup_steps=0")

@@ -193,6 +193,14 @@ def _label_key(c: StockConfig) -> str:
     return "coarse_label" if getattr(c, "label_type", "fine") == "coarse" else "label"
 
 
+def coarse_classes(cfg: DictConfig | dict) -> tuple[int, ...] | None:
+    """Fine class → coarse class for a dataset whose labels have a hierarchy (CIFAR-100's fine labels), else None."""
+    from recbench.data.stock import COARSE_OF
+
+    key = "coarse_label" if cfg.get("label_type", "fine") == "coarse" else "label"
+    return COARSE_OF.get((cfg.get("name"), key))
+
+
 def _check_stock(c: StockConfig) -> None:
     from recbench.data.augment import RECIPES
     from recbench.data.stock import SPECS

@@ -43,6 +43,11 @@ class Console:
     def fmt(values: list[float]) -> str:
         return " ".join(f"{v:.3f}" for v in values)
 
+    def say(self, text: str) -> None:
+        """One line to the console (nothing when disabled)."""
+        if self.rich is not None:
+            self.rich.print(text)
+
     def status(self, text: str):
         if not self.show_progress:
             return contextlib.nullcontext()

@@ -121,6 +121,20 @@ def _prepare_workdir(workdir: Path, resolved: dict, resume: bool) -> None:
     barrier("workdir-ready")  # no process opens checkpoints/ before an old run's is moved aside
 
 
+def _schedule_horizon(cfg: DictConfig, workdir: Path, tc: TrainerConfig) -> int:
+    """The steps the learning-rate schedule spans: ``optim.schedule_steps`` if set, else the horizon the run
+    started with (a saved run's), else ``trainer.total_steps``. Extending a finished run (a larger total_steps on
+    resume) therefore continues its schedule instead of rebuilding it: no warm restart."""
+    if cfg.optim.schedule_steps:
+        return int(cfg.optim.schedule_steps)
+    saved = workdir / "config.yaml"
+    if tc.resume and saved.exists() and (workdir / "checkpoints").exists():
+        old = OmegaConf.load(saved)
+        return int(OmegaConf.select(old, "optim.schedule_steps", default=0)
+                   or OmegaConf.select(old, "trainer.total_steps", default=tc.total_steps))
+    return tc.total_steps
+
+
 def _flatten(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():
@@ -137,8 +151,12 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
     t_start = time.time()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
     tc = as_schema(cfg.trainer, TrainerConfig)
+    horizon = _schedule_horizon(cfg, workdir, tc)
+    if horizon != cfg.optim.schedule_steps:
+        cfg = cfg.copy()
+        cfg.optim.schedule_steps = horizon
+    resolved = OmegaConf.to_container(cfg, resolve=True)
     validate_trainer(tc)
     _prepare_workdir(workdir, resolved, tc.resume)
     console = Console(enabled=bool(cfg.logger.console) and is_writer(), progress=tc.progress)
@@ -163,6 +181,10 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
         cleanup.callback(logger.close)
         logger.event("resume" if start else "start", start, **info)
         console.header(info, workdir, start)
+        if tc.total_steps > horizon and start < tc.total_steps and cfg.optim.schedule != "constant":
+            console.say(f"note: training to step {tc.total_steps} past the {cfg.optim.schedule} schedule's "
+                        f"{horizon} steps: the learning rate stays at its final value {float(run.lr(horizon)):.3g} "
+                        f"(a longer schedule: pass optim.schedule_steps=N)")
 
         # -- loop ----------------------------------------------------------------------------------------------
         clock = Throughput(tc.batch_size, start)

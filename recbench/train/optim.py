@@ -21,12 +21,15 @@ def validate_optim(c: OptimConfig) -> None:
         if not getattr(c, key) >= 0:
             raise ConfigError(f"optim.{key} must be non-negative, got {getattr(c, key)}")
     check_int("optim.warmup_steps", c.warmup_steps, 0)
+    check_int("optim.schedule_steps", c.schedule_steps, 0)
     if any(not 0 < f < 1 for f in c.decay_at):
         raise ConfigError(f"optim.decay_at takes fractions of trainer.total_steps in (0, 1), got {list(c.decay_at)}")
 
 
 def learning_rate(c: OptimConfig, total_steps: int) -> optax.Schedule:
+    """The schedule over ``optim.schedule_steps`` (0: ``total_steps``); past its end it stays at its final value."""
     choice(c.schedule, "optim.schedule", SCHEDULES)
+    total_steps = c.schedule_steps or total_steps
     warmup = min(c.warmup_steps, max(total_steps - 1, 0))
     decay_steps = max(total_steps - warmup, 1)
     if c.schedule == "constant":

@@ -22,9 +22,10 @@ from omegaconf import DictConfig
 
 from recbench.config import ConfigError, OptimConfig, TrainerConfig, as_schema, check_int, choice
 from recbench.data.pipeline import Dataset, InputPipeline
-from recbench.data.sources import load_dataset
+from recbench.data.sources import coarse_classes, load_dataset
+from recbench.models.engine import AreaGraph
 from recbench.models.registry import model_from_config
-from recbench.train.objectives import step_weights
+from recbench.train.objectives import Objective, build_objective, resolve_mode, validate_objective
 from recbench.train.optim import make_optimizer
 from recbench.train.parallel import Parallel, barrier, check_divides, data_axis_size, is_writer, make_parallel
 from recbench.train.step import PRECISIONS, TrainState, make_eval_fn, make_train_step
@@ -78,6 +79,27 @@ def validate_trainer(t: TrainerConfig) -> None:
                           "or 0 to train for trainer.total_steps")
 
 
+def check_objective(cfg: DictConfig, trainer: TrainerConfig, steps: int | None = None) -> tuple[str, tuple | None]:
+    """The resolved loss mode (``auto`` → ``model.objective``) and the coarse-class map it needs; one-line
+    :class:`ConfigError` for a bad combination. ``steps`` (the model's readouts) is checked when known."""
+    mode = resolve_mode(trainer.loss_over_steps, cfg.model.get("objective", "mean"))
+    validate_objective(mode, tuple(trainer.step_weights), steps, trainer.progressive_alpha)
+    coarse = coarse_classes(cfg.dataset) if trainer.coarse_to_fine else None
+    if trainer.coarse_to_fine and coarse is None:
+        raise ConfigError(f"trainer.coarse_to_fine needs a dataset with coarse classes (cifar100 with fine labels); "
+                          f"dataset {cfg.dataset.name!r} has none")
+    return mode, coarse
+
+
+def make_objective(cfg: DictConfig, trainer: TrainerConfig, model: nnx.Module) -> Objective:
+    mode, coarse = check_objective(cfg, trainer, model.trained_steps)
+    if mode == "progressive" and model.trained_steps > 1 and not isinstance(model, AreaGraph):
+        raise ConfigError(f"trainer.loss_over_steps=progressive needs a recurrent model of the areas-graph engine; "
+                          f"model {cfg.model.name!r} ({cfg.model.family}) cannot run a detached prefix")
+    return build_objective(mode, model.trained_steps, weights=trainer.step_weights, alpha=trainer.progressive_alpha,
+                           coarse_of=coarse, seed=int(cfg.seed))
+
+
 def build_run(cfg: DictConfig, *, data_dir: str | None = None, progress: bool = True) -> Run:
     """Build a run from a composed (or saved) config; ``data_dir`` overrides ``paths.data_dir``."""
     trainer = as_schema(cfg.trainer, TrainerConfig)
@@ -89,14 +111,14 @@ def build_run(cfg: DictConfig, *, data_dir: str | None = None, progress: bool = 
     inputs.shard(parallel)
     model = model_from_config(cfg.model, num_classes=dataset.num_classes, input_shape=dataset.image_shape,
                               seed=int(cfg.seed))
-    tx, lr = make_optimizer(optim, trainer.total_steps)
+    tx, lr = make_optimizer(optim, trainer.total_steps)  # over optim.schedule_steps when set (the loop sets it)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    weights = step_weights(trainer.loss_over_steps, model.trained_steps, tuple(trainer.step_weights))
+    objective = make_objective(cfg, trainer, model)
     return Run(cfg=cfg, trainer=trainer, dataset=dataset, inputs=inputs, model=model, tx=tx, lr=lr,
                state=parallel.replicate(TrainState(params, rest, tx.init(params))),
-               train_step=make_train_step(graphdef, tx, weights, dataset.multilabel, gather=inputs.gather,
+               train_step=make_train_step(graphdef, tx, objective, dataset.multilabel, gather=inputs.gather,
                                           precision=trainer.precision, parallel=parallel),
                evaluate=make_eval_fn(graphdef, dataset.multilabel, precision=trainer.precision, parallel=parallel),
                parallel=parallel,
-               train_step_on_batch=make_train_step(graphdef, tx, weights, dataset.multilabel,
+               train_step_on_batch=make_train_step(graphdef, tx, objective, dataset.multilabel,
                                                    precision=trainer.precision, parallel=parallel))

@@ -30,7 +30,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from recbench.train.objectives import per_step_correct, per_step_loss
+from recbench.train.objectives import Objective, per_step_correct, per_step_loss
 
 if TYPE_CHECKING:
     from recbench.train.parallel import Parallel
@@ -64,27 +64,36 @@ def _forward(graphdef: nnx.GraphDef, params, rest, x, compute, **kwargs):
     return logits.astype(jnp.float32), model
 
 
-def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, weights: jax.Array,
+def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, objective: Objective | jax.Array,
                     multilabel: bool, *, gather: Callable | None = None, precision: str = "fp32",
                     parallel: Parallel | None = None) -> Callable:
-    """The jitted train step, state donated: ``step(state, x, y) -> (state, metrics)``, or with ``gather``
-    (an input pipeline's, see :mod:`recbench.data.pipeline`) ``step(state, args, step_index)`` that makes the batch
-    inside the step. ``precision`` is ``fp32`` or ``bf16`` (compute dtype); ``parallel`` replicates every output."""
+    """The jitted train step, state donated: ``step(state, x, y[, step_index]) -> (state, metrics)``, or with
+    ``gather`` (an input pipeline's, see :mod:`recbench.data.pipeline`) ``step(state, args, step_index)`` that makes
+    the batch inside the step. ``objective`` is a :class:`recbench.train.objectives.Objective` (or just its per-step
+    weights ``[T]``); ``precision`` is ``fp32`` or ``bf16`` (compute dtype); ``parallel`` replicates every output."""
     compute = PRECISIONS[precision]
+    if not isinstance(objective, Objective):
+        objective = Objective(jnp.asarray(objective))
+    weights = objective.weights
 
-    def loss_fn(params, rest, x, y):
+    def loss_fn(params, rest, x, y, step_index):
         logits, model = _forward(graphdef, params, rest, x, compute, train=True)
-        losses = per_step_loss(logits, y, multilabel).mean(axis=1)  # [T]
+        losses = objective.per_step(logits, y, multilabel)  # [T]
         loss = jnp.sum(weights * losses)
         correct = per_step_correct(logits, y, multilabel).mean(axis=1)
         new_rest = nnx.state(model, nnx.Not(nnx.Param))
+        if objective.progressive_alpha > 0:  # a second, partial unroll: its prefix without gradient
+            n, scored = objective.prefix(step_index)
+            partial_logits, _ = _forward(graphdef, params, rest, x, compute, train=True, detach=n)
+            partial = jnp.take(per_step_loss(partial_logits, y, multilabel).mean(axis=1), scored)
+            loss = (1.0 - objective.progressive_alpha) * loss + objective.progressive_alpha * partial
         if compute != jnp.float32:  # running statistics keep their float32
             new_rest = jax.tree.map(lambda new, old: new.astype(old.dtype), new_rest, rest)
         return loss, (new_rest, losses, correct)
 
-    def update(state: TrainState, x: jax.Array, y: jax.Array):
+    def update(state: TrainState, x: jax.Array, y: jax.Array, step_index=0):
         (loss, (rest, losses, correct)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params, state.rest, x, y)
+            state.params, state.rest, x, y, step_index)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {"loss": loss, "loss_per_step": losses, "accuracy_per_step": correct,
@@ -98,7 +107,7 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, we
 
     @jit
     def step(state: TrainState, args, step_index):
-        return update(state, *gather(args, step_index))
+        return update(state, *gather(args, step_index), step_index)
 
     return step
 

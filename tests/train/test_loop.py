@@ -20,7 +20,7 @@ def test_tiny_run_writes_metrics_and_summary_above_chance(tmp_path, tiny_cfg):
                 "wall_time_s", "images_per_s", "device"):
         assert key in summary
     assert len(summary["accuracy_per_step"]) == len(summary["flops_per_image"]) == 2
-    assert summary["effective_depth"] == [2, 2]
+    assert summary["effective_depth"] == [2, 3]  # BL: the lateral loop adds a ReLU per step
     assert summary["final_accuracy"] > 0.3  # chance is 0.1
     events = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     kinds = [e["event"] for e in events]
