@@ -57,10 +57,21 @@ def _variants(overrides: list[str]) -> list[list[str]]:
     return variants
 
 
-def check_overrides(overrides: list[str]) -> list[DictConfig]:
-    """Compose and validate every variant of the command line before Hydra runs anything."""
+def check_overrides(overrides: list[str], multirun: bool = False) -> list[DictConfig]:
+    """Compose and validate every variant of the command line (and, for a multirun, of the sweep its experiment
+    preset declares) before Hydra runs anything."""
     configs = []
-    for variant in _variants([o for o in overrides if not o.startswith("hydra")]):
+    overrides = [o for o in overrides if not o.startswith("hydra")]
+    if multirun and any(o.partition("=")[0] == "experiment" for o in overrides):
+        from recbench.config import sweep_params
+
+        try:
+            declared = sweep_params([o for o in overrides if "," not in o.partition("=")[2]])
+        except Exception as e:
+            raise ConfigError(" ".join(str(e).split())) from None
+        given = {o.partition("=")[0].lstrip("+~") for o in overrides}
+        overrides = overrides + [f"{k}={v}" for k, v in declared.items() if k not in given]
+    for variant in _variants(overrides):
         for o in variant:
             key, _, value = o.partition("=")
             group = key.lstrip("+~")
@@ -130,7 +141,8 @@ def train_main() -> None:
         fail(str(e))
     if not any(a.startswith(_PASSTHROUGH) for a in args):
         try:
-            check_overrides([a for a in args if a not in ("-m", "--multirun")])
+            check_overrides([a for a in args if a not in ("-m", "--multirun")],
+                            multirun=any(a in ("-m", "--multirun") for a in args))
         except ConfigError as e:
             fail(str(e))
     _train_app()

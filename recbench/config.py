@@ -91,6 +91,7 @@ class PathsConfig:
 class TrainConfig:
     name: str = "default"  # experiment name: groups runs on disk and in wandb
     seed: int = 0
+    scale: str = "cpu"  # cpu | paper: which size of an experiment preset runs (its values read ${at_scale:cpu,paper})
     model: Any = MISSING
     dataset: Any = MISSING
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -117,6 +118,20 @@ def register() -> None:
         store.store(group="model/family", name=family, node=family_defaults(family), package="model")
     if not OmegaConf.has_resolver("run_dirname"):
         OmegaConf.register_new_resolver("run_dirname", run_dirname)
+    if not OmegaConf.has_resolver("at_scale"):
+        OmegaConf.register_new_resolver("at_scale", at_scale)
+
+
+SCALES = ("cpu", "paper")
+
+
+def at_scale(cpu: Any, paper: Any, *, _root_: DictConfig) -> Any:
+    """``${at_scale:CPU_VALUE,PAPER_VALUE}``: an experiment preset's value at the scale the top-level ``scale`` key
+    selects (``scale=paper`` on the command line turns a CPU-sized figure into the paper's)."""
+    scale = _root_.get("scale", "cpu")
+    if scale not in SCALES:
+        raise ConfigError(f"scale={scale!r} is not valid; choose one of: {', '.join(SCALES)}")
+    return cpu if scale == "cpu" else paper
 
 
 # Config keys (and the keys below them) that may change when a run is resumed: they say how long to train, how
@@ -245,6 +260,24 @@ def name_presets(cfg: DictConfig, choices: dict) -> DictConfig:
             with open_dict(node):
                 node.name = choices[group]
     return cfg
+
+
+def sweep_params(overrides: list[str]) -> dict[str, str]:
+    """The sweep an experiment preset declares (``hydra.sweeper.params``, resolved at the chosen ``scale``), as
+    ``{key: "v1,v2,..."}``; what ``recbench -m experiment=X`` runs besides the command line's own sweeps."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    register()
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
+    params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None)
+    if not params:
+        return {}
+    with open_dict(cfg):  # the values may read the task config (${at_scale:...} reads ``scale``)
+        return {str(k): str(v) for k, v in params.items()}
 
 
 def compose_train(overrides: list[str]) -> DictConfig:
