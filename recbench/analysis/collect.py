@@ -1,76 +1,208 @@
-"""Gather run directories into one tidy CSV and a figure of accuracy against time step and compute.
+"""Gather run directories into one table: a row per run, keyed by every override that made the run what it is.
 
 ``recbench-collect OUT_DIR RUN_DIR_OR_SWEEP_DIR ...`` finds every ``summary.json`` below the given folders and
-writes ``OUT_DIR/summary.csv`` (one row per run and time step) and ``OUT_DIR/accuracy_per_step.png``. It reads
-only the run directories (the source of truth), never wandb, so it works offline.
+writes ``OUT_DIR/summary.csv`` (one row per run), ``OUT_DIR/summary_per_step.csv`` (one row per run and time step)
+and ``OUT_DIR/accuracy_per_step.png`` (mean and 95 % CI over seeds). It reads only the run directories (the source
+of truth), never wandb, so it works offline.
+
+**Key columns.** A run's key is its overrides: ``.hydra/overrides.yaml`` when it ran through the Hydra app
+(``recbench model=bl dataset.level=heavy seed=1``). Each overridden key is a column (``seed``, ``dataset.level``,
+``model.steps``; a group choice such as ``debug=smoke`` as ``debug``), except those that change where output goes,
+what is printed or how often a run evaluates and checkpoints, not what is trained (:data:`NOT_KEYS`: ``paths.*``,
+``logger.*``, ``hydra.*``, ``trainer.eval_every``, ``trainer.progress``, ...; ``trainer.total_steps`` and ``name``
+stay). A run made without the app (``train_and_evaluate`` from Python) has no overrides file; for it the
+``model.*`` and ``dataset.*`` keys of its ``config.yaml`` that differ from its model and dataset presets (what was
+overridden, however: command line, ``debug=smoke``, code) become columns, and so does any other config key whose
+value differs between such runs (``seed``, ``optim.lr``; the same skips applied). Every key column is then filled for
+every run from its resolved ``config.yaml``, so a run that did not override ``seed`` still shows ``seed=0``; a group
+choice with no config key (``debug``) is left empty where not given. Lists are written as JSON (``[8, 16]``).
+
+**Per-step columns** are JSON lists, as in ``summary.json``: ``accuracy_per_step``, ``flops_per_image``
+(cumulative, per step), ``effective_depth`` (per step), so one CSV holds runs of any number of time steps;
+:func:`long_rows` expands them to one row per time step (``time_step``, ``accuracy``, ``flops``, ``depth``).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import sys
 from pathlib import Path
 
-COLUMNS = ("model", "dataset", "time_step", "accuracy", "effective_depth", "flops_per_image", "params",
-           "train_steps", "wall_time_s", "images_per_s", "device", "run_dir")
+from omegaconf import OmegaConf
+
+from recbench.config import RESUME_FREE
+
+# What a run is besides its key columns: one value per run, or a JSON list per step.
+RUN_COLUMNS = ("model", "dataset", "seed", "time_steps", "params", "final_accuracy", "final_flops_per_image",
+               "final_effective_depth", "accuracy_per_step", "flops_per_image", "effective_depth", "train_steps",
+               "wall_time_s", "images_per_s", "device", "run_dir")
+PER_STEP = ("accuracy_per_step", "flops_per_image", "effective_depth")
+STEP_COLUMNS = ("time_step", "accuracy", "flops", "depth")
+# Override keys that say where output goes, what is printed and how often a run evaluates or checkpoints, never
+# what is trained (the resume-free keys, less the three that do change the result or name the experiment).
+NOT_KEYS = ("hydra", *(k for k in RESUME_FREE if k not in ("trainer.total_steps", "trainer.target_accuracy", "name")))
 
 
-def rows(run_dirs: list[Path]) -> list[dict]:
-    out = []
-    for summary in sorted(p for d in run_dirs for p in Path(d).rglob("summary.json")):
-        s = json.loads(summary.read_text())
-        for t, acc in enumerate(s["accuracy_per_step"]):
-            out.append({"model": s["model"], "dataset": s["dataset"], "time_step": t, "accuracy": acc,
-                        "effective_depth": s["effective_depth"][t], "flops_per_image": s["flops_per_image"][t],
-                        "params": s["params"], "train_steps": s["train_steps"], "wall_time_s": s["wall_time_s"],
-                        "images_per_s": s["images_per_s"], "device": s["device"], "run_dir": str(summary.parent)})
+def find_runs(paths: list[str | Path]) -> list[Path]:
+    """Run directories (folders holding ``summary.json``) at or below the given paths, sorted."""
+    return sorted({p.parent for d in paths for p in Path(d).rglob("summary.json")})
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out |= flatten(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
     return out
 
 
-def plot(table: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
-    fig, (ax_t, ax_f) = plt.subplots(1, 2, figsize=(10, 4))
-    for model in dict.fromkeys(r["model"] for r in table):
-        mine = [r for r in table if r["model"] == model]
-        label = f"{model} ({mine[0]['params']:,} params)"
-        ax_t.plot([r["time_step"] for r in mine], [r["accuracy"] for r in mine], marker="o", label=label)
-        counted = [r for r in mine if r["flops_per_image"] is not None]  # None: no backend could count (n/a)
-        ax_f.plot([r["flops_per_image"] / 1e6 for r in counted], [r["accuracy"] for r in counted], marker="o",
-                  label=label)
-    ax_t.set(xlabel="time step (readout)", ylabel="test accuracy", title="accuracy at every time step")
-    ax_f.set(xlabel="MFLOPs per image to reach the readout", ylabel="test accuracy", title="accuracy vs compute")
-    ax_t.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    ax_t.legend(fontsize=8)
-    for ax in (ax_t, ax_f):
-        ax.grid(alpha=0.3)
-    fig.suptitle(f"{table[0]['dataset']}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+def read_overrides(run_dir: Path) -> dict[str, str] | None:
+    """``key -> value`` of a run's command-line overrides (``.hydra/overrides.yaml``) less the :data:`NOT_KEYS`,
+    or None without the file."""
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return None
+    out = {}
+    for line in OmegaConf.to_container(OmegaConf.load(path)) or []:
+        key, _, value = str(line).partition("=")
+        key = key.lstrip("+")
+        if key.startswith("~") or not _is_key(key):
+            continue
+        out[key] = value
+    return out
 
 
-def main() -> None:
+def _is_key(key: str) -> bool:
+    return not any(key == k or key.startswith(k + ".") for k in NOT_KEYS)
+
+
+def _cell(value):
+    return json.dumps(value) if isinstance(value, list | dict) else value
+
+
+def _load(run_dir: Path) -> tuple[dict, dict, dict | None]:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    cfg_path = run_dir / "config.yaml"
+    config = flatten(OmegaConf.to_container(OmegaConf.load(cfg_path), resolve=False)) if cfg_path.is_file() else {}
+    return summary, config, read_overrides(run_dir)
+
+
+@functools.cache
+def _preset(group: str, name: str) -> dict | None:
+    from recbench.config import ConfigError, load_option
+
+    try:
+        return flatten(OmegaConf.to_container(load_option(group, name)), f"{group}.")
+    except (ConfigError, OSError):
+        return None
+
+
+def preset_diff(config: dict) -> list[str]:
+    """``model.*`` / ``dataset.*`` keys of a flattened run config that differ from its model and dataset presets
+    (``configs/model/<model.name>.yaml``, ``configs/dataset/<dataset.name>.yaml``); a group whose preset is
+    not found (a custom ``model.name``) contributes nothing."""
+    out = []
+    for group in ("model", "dataset"):
+        preset = _preset(group, str(config.get(f"{group}.name")))
+        out += [k for k, v in config.items() if preset and k.startswith(f"{group}.") and k in preset
+                and json.dumps(preset[k]) != json.dumps(v)]
+    return out
+
+
+def key_columns(loaded: list[tuple[dict, dict, dict | None]]) -> list[str]:
+    """The key columns of a set of runs: every override; for runs without an overrides file, the model and
+    dataset keys that differ from their presets and any other config key whose value differs between them."""
+    keys: dict[str, None] = {}
+    for _, config, overrides in loaded:
+        keys |= dict.fromkeys(overrides if overrides is not None else preset_diff(config))
+    bare = [config for _, config, overrides in loaded if overrides is None]
+    if len(bare) > 1:
+        every = dict.fromkeys(k for c in bare for k in c if not k.startswith(("model.", "dataset.")))
+        keys |= {k: None for k in every if len({json.dumps(c.get(k)) for c in bare}) > 1}
+    return [k for k in keys if _is_key(k) and k not in ("model", "dataset", "model.name", "dataset.name")]
+
+
+def run_row(run_dir: Path, summary: dict, config: dict, overrides: dict | None, keys: list[str]) -> dict:
+    """One run's row: its key columns and :data:`RUN_COLUMNS`; ``config`` (the flattened resolved config) rides
+    along for figures and is not written to CSV."""
+    row = {"model": summary["model"], "dataset": summary["dataset"]}
+    for k in keys:
+        row[k] = _cell(config[k]) if k in config else (overrides or {}).get(k)
+    per_step = {k: list(summary.get(k) or []) for k in PER_STEP}
+    last = {k: (v[-1] if v else None) for k, v in per_step.items()}
+    row |= {"seed": config.get("seed", row.get("seed")), "time_steps": len(per_step["accuracy_per_step"]),
+            "params": summary.get("params"), "final_accuracy": summary.get("final_accuracy"),
+            "final_flops_per_image": last["flops_per_image"], "final_effective_depth": last["effective_depth"],
+            **per_step, "train_steps": summary.get("train_steps"), "wall_time_s": summary.get("wall_time_s"),
+            "images_per_s": summary.get("images_per_s"), "device": summary.get("device"), "run_dir": str(run_dir)}
+    row["config"] = config
+    return row
+
+
+def collect(paths: list[str | Path]) -> list[dict]:
+    """One row per run found below ``paths`` (see the module docstring for the columns)."""
+    runs = find_runs(paths)
+    loaded = [_load(d) for d in runs]
+    keys = key_columns(loaded)
+    return [run_row(d, *x, keys) for d, x in zip(runs, loaded, strict=True)]
+
+
+def columns(table: list[dict]) -> list[str]:
+    """CSV column order: model, dataset, the key columns, then the run's measurements."""
+    keys = [k for k in (table[0] if table else {}) if k not in RUN_COLUMNS and k != "config"]
+    return ["model", "dataset", *keys, *(c for c in RUN_COLUMNS if c not in ("model", "dataset"))]
+
+
+def long_rows(table: list[dict]) -> list[dict]:
+    """One row per run and time step: the run's columns (per-step lists dropped) plus ``time_step`` (0-based),
+    ``accuracy``, ``flops`` (cumulative FLOPs per image to that readout) and ``depth`` (its effective depth)."""
+    out = []
+    for row in table:
+        base = {k: v for k, v in row.items() if k not in PER_STEP}
+        acc, flops, depth = (row[k] for k in PER_STEP)
+        for t, a in enumerate(acc):
+            out.append(base | {"time_step": t, "accuracy": a, "flops": flops[t] if t < len(flops) else None,
+                               "depth": depth[t] if t < len(depth) else None})
+    return out
+
+
+def write_csv(rows: list[dict], path: Path, fieldnames: list[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fieldnames, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({k: _cell(r.get(k)) for k in fieldnames} for r in rows)
+    return path
+
+
+def write_tables(table: list[dict], out_dir: Path) -> list[Path]:
+    """``summary.csv`` (a row per run) and ``summary_per_step.csv`` (a row per run and time step)."""
+    cols = columns(table)
+    per_step = [c for c in cols if c not in PER_STEP]
+    per_step[per_step.index("time_steps") + 1:per_step.index("time_steps") + 1] = list(STEP_COLUMNS)
+    return [write_csv(table, out_dir / "summary.csv", cols),
+            write_csv(long_rows(table), out_dir / "summary_per_step.csv", per_step)]
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="recbench-collect", description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("runs", nargs="+", type=Path)
-    args = parser.parse_args()
-    table = rows(args.runs)
+    args = parser.parse_args(argv)
+    table = collect(args.runs)
     if not table:
         print(f"recbench: error: no summary.json below {', '.join(map(str, args.runs))}", file=sys.stderr)
         sys.exit(2)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    with open(args.out_dir / "summary.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(table)
-    plot(table, args.out_dir / "accuracy_per_step.png")
-    print(f"{len(table)} rows from {len({r['run_dir'] for r in table})} runs -> {args.out_dir}")
+    from recbench.analysis.plots import accuracy_per_step_figure
+
+    write_tables(table, args.out_dir)
+    accuracy_per_step_figure(long_rows(table), args.out_dir / "accuracy_per_step.png")
+    print(f"{len(table)} runs -> {args.out_dir}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import jax
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from recbench.analysis.solution_time import solution_time_histogram, solution_times
 from recbench.config import ConfigError, TrainerConfig, as_schema, resume_free
 from recbench.models.accounting import describe
 from recbench.train.checkpoint import Checkpoints
@@ -236,6 +237,8 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
             "final_accuracy": ev["accuracy_per_step"][-1],
             "best_step_accuracy": max(ev["accuracy_per_step"]),
             "loss_per_step": ev["loss_per_step"],
+            # images first solved (right from then on) at each step, and never: Kar et al.'s solution time
+            "solution_time": solution_time_histogram(solution_times(ev["correct"]), len(ev["accuracy_per_step"])),
             "train_steps": end,
             "resumed_from": start,
             **target.summary(),

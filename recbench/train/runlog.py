@@ -85,12 +85,31 @@ class RunLogger:
 
     def summary(self, summary: dict) -> None:
         if self.run is not None:
+            self._wandb_figures(summary)
             for k, v in summary.items():
                 if isinstance(v, list):
                     for t, x in enumerate(v):
                         self.run.summary[f"{k}/t{t}"] = x
                 elif isinstance(v, (int, float, str)):
                     self.run.summary[k] = v
+
+    def _wandb_figures(self, summary: dict) -> None:
+        """The run's final figures on the dashboard: accuracy against effective depth (one point per readout) and
+        the histogram of per-image solution times (``summary["solution_time"]``)."""
+        import wandb
+
+        acc, depth = summary.get("accuracy_per_step") or [], summary.get("effective_depth") or []
+        if acc and len(depth) == len(acc):
+            points = [list(p) for p in zip(depth, acc, strict=True)]
+            table = wandb.Table(columns=["effective_depth", "accuracy"], data=points)
+            self.run.log({"eval/accuracy_vs_depth": wandb.plot.line(table, "effective_depth", "accuracy",
+                                                                     title="accuracy vs effective depth")})
+        hist = summary.get("solution_time")
+        if hist:
+            rows = [[str(t), n] for t, n in enumerate(hist["counts_per_step"])] + [["never", hist["never"]]]
+            table = wandb.Table(columns=["solution_step", "images"], data=rows)
+            self.run.log({"eval/solution_time": wandb.plot.bar(table, "solution_step", "images",
+                                                               title="solution time (first step it stays right)")})
 
     def close(self) -> None:
         if self._jsonl is not None:

@@ -70,3 +70,19 @@ def test_online_run_prints_its_url_once(tmp_path, monkeypatch, capfd):
     logger = RunLogger(tmp_path, {}, wandb_cfg=wandb_cfg, console=True, group="g")
     logger.close()
     assert capfd.readouterr().out.splitlines() == ["wandb: online run at https://wandb.ai/me/recbench/runs/abc123"]
+
+
+def test_final_summary_puts_depth_and_solution_time_figures_on_the_dashboard(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    wandb_cfg = {"mode": "offline", "project": "recbench-test", "entity": None, "tags": []}
+    logger = RunLogger(tmp_path, {"logger": {"wandb": wandb_cfg}}, wandb_cfg=wandb_cfg, console=False, group="kar")
+    logged = []
+    real = logger.run.log
+    monkeypatch.setattr(logger.run, "log", lambda d, *a, **k: (logged.append(d), real(d, *a, **k)))
+    logger.summary({"accuracy_per_step": [0.2, 0.5, 0.6], "effective_depth": [2, 4, 6],
+                    "solution_time": {"counts_per_step": [3, 2, 1], "never": 4}})
+    keys = {k for d in logged for k in d}
+    assert {"eval/accuracy_vs_depth", "eval/solution_time"} <= keys
+    table = next(d["eval/solution_time"] for d in logged if "eval/solution_time" in d).table
+    assert table.data == [["0", 3], ["1", 2], ["2", 1], ["never", 4]]
+    logger.close()

@@ -1,0 +1,255 @@
+"""``recbench-figures EXPERIMENT [RUN_DIRS_OR_SWEEP_DIRS...]``: one experiment's table and figures, from run dirs.
+
+With no run directories it reads ``outputs/EXPERIMENT`` (``${paths.output_root}/${name}``: ``--output-root``
+changes the root); it writes ``summary.csv`` and ``summary_per_step.csv`` (:mod:`recbench.analysis.collect`) and
+the experiment's PNGs into ``--out`` (default ``results/EXPERIMENT/``). Every point, bar and band is the mean over
+seeds with a Student-t 95 % CI and the number of runs shown (:mod:`recbench.analysis.plots`); a model or variant
+missing from a partial sweep is simply not drawn. :data:`EXPERIMENTS` maps each name to its render function,
+``render(table, run_dirs, out_dir, options) -> [written paths]``:
+
+* ``spoerer2017`` — last-step accuracy per model grouped by task (digit debris level, digit clutter digits);
+  accuracy per time step (and per MFLOP) per model, one figure per task.
+* ``liao_poggio2016`` — accuracy against effective depth, parameters (log) and FLOPs, weight-shared vs unshared;
+  bars of the weight-shared models' norm variants (time-specific vs shared BN from ``model.share_norm`` where the
+  config has it, else the value of ``model.norm``; a ``<model>_bn`` preset is grouped with ``<model>``) when some
+  model ran with more than one.
+* ``kar2019`` — solution-time histograms and ECDFs of the recurrent run on challenge vs control images
+  (:mod:`recbench.analysis.challenge`), the difference of means with its 95 % CI in the title, and the CSVs.
+  Roles: ``--roles baseline=X,recurrent=Y[,reference=Z]``, each X a model name or a folder of runs; without it
+  the one model with a single readout is the baseline and the one with several is the recurrent run. Control is
+  matched on the reference's accuracy, on the recurrent run's without one (``reference=none``: unmatched). See
+  :mod:`recbench.analysis.kar`.
+* ``zamir2017`` — accuracy against virtual depth (the effective depth of each readout) and MFLOPs per model.
+* ``linsley2018`` — accuracy against Pathfinder contour length per model; accuracy against parameters.
+* ``schwarzschild2021`` — accuracy against test-time iterations on each test variant, from the runs' saved
+  ``recbench-eval`` results (:mod:`recbench.analysis.depth`); ``--evaluate`` first evaluates runs that lack them at
+  ``--eval-factor`` (8) x the trained steps, on the trained test set and on ``--eval-dataset`` (default
+  ``contour_length=14``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from recbench.analysis import plots
+from recbench.analysis.collect import PER_STEP, collect, columns, long_rows, write_csv, write_tables
+from recbench.analysis.depth import DEPTH_COLUMNS, depth_table, evaluate_missing
+from recbench.config import ConfigError
+
+SPOERER_MODELS = ("b", "b_k", "b_f", "b_d", "bl", "bt", "blt")
+TASK_KEYS = {"digit_debris": "level", "digit_clutter": "n_digits", "pathfinder": "contour_length"}
+
+
+@dataclass
+class Options:
+    """What some experiments need beyond the runs (``recbench-figures`` flags)."""
+
+    roles: dict[str, str] = field(default_factory=dict)  # kar2019: role -> model name or folder
+    seed: int = 0  # kar2019: control subsampling and bootstrap
+    n_boot: int = 10_000
+    evaluate: bool = False  # schwarzschild2021: run missing evaluations
+    eval_factor: int = 8
+    eval_dataset: list[str] = field(default_factory=lambda: ["contour_length=14"])
+    data_dir: str | None = None
+
+
+def task(row: dict) -> str:
+    """A run's task: its dataset and the key that sets its difficulty (``digit_debris light``)."""
+    key = TASK_KEYS.get(row["dataset"])
+    value = row.get("config", {}).get(f"dataset.{key}") if key else None
+    return str(row["dataset"]) if value is None else f"{row['dataset']} {value}"
+
+
+def spoerer2017(table: list[dict], run_dirs: list[Path], out: Path, opts: Options) -> list[Path]:
+    fig, (ax,) = plots.panels(1, "last-step accuracy per model and task", width=max(5.0, 1.5 * len(table) ** 0.5))
+    labelled = [r | {"_s": plots.series_label(r, table, skip=_dataset_keys(r))} for r in table]
+    plots.bars_ci(ax, labelled, task, lambda r: r["_s"], "final_accuracy", SPOERER_MODELS)
+    plots.style(ax, "task", "test accuracy at the last step")
+    written = [plots.save(fig, out / "final_accuracy.png")]
+    for name in dict.fromkeys(task(r) for r in table):
+        per_step = long_rows([r for r in table if task(r) == name])
+        written.append(plots.accuracy_per_step_figure(per_step, out / f"accuracy_per_step_{_slug(name)}.png", name))
+    return written
+
+
+def _dataset_keys(row: dict) -> list[str]:
+    return [k for k in row if k.startswith("dataset.")]
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in text)
+
+
+def sharing(row: dict) -> str:
+    """Weight-shared (a ResNet with ``share_weights``, a recurrent net unrolled in time) or unshared."""
+    cfg = row.get("config", {})
+    shared = cfg.get("model.share_weights") or (row.get("time_steps") or 1) > 1 or "shared" in str(row["model"])
+    return "shared" if shared else "unshared"
+
+
+def liao_poggio2016(table: list[dict], run_dirs: list[Path], out: Path, opts: Options) -> list[Path]:
+    rows = [r | {"_label": plots.series_label(r, table)} for r in table]
+    fig, axes = plots.panels(3, "Liao & Poggio 2016: weight-shared vs unshared")
+    for kind in ("unshared", "shared"):
+        mine = [r for r in rows if sharing(r) == kind]
+        for ax, x, scale in zip(axes, ("final_effective_depth", "params", "final_flops_per_image"), (1, 1, 1e-6),
+                                strict=True):
+            plots.line_ci(ax, mine, x, "final_accuracy", kind, annotate="_label", scale=scale, linestyle=":")
+    plots.style(axes[0], "effective depth at the last readout", "test accuracy", "accuracy vs depth")
+    plots.style(axes[1], "parameters", "test accuracy", "accuracy vs parameters", logx=True)
+    plots.style(axes[2], "MFLOPs per image", "test accuracy", "accuracy vs compute", logx=True)
+    written = [plots.save(fig, out / "accuracy_vs_cost.png")]
+    shared = [r for r in table if sharing(r) == "shared"]
+    variants = {(norm_group(r), norm_variant(r)) for r in shared}
+    if len(variants) > len({m for m, _ in variants}):  # some model ran with two norms
+        fig, (ax,) = plots.panels(1, "time-specific vs shared normalisation", width=6)
+        plots.bars_ci(ax, shared, norm_group, norm_variant, "final_accuracy")
+        plots.style(ax, "weight-shared model", "test accuracy at the last step")
+        written.append(plots.save(fig, out / "norm_variants.png"))
+    return written
+
+
+def norm_group(row: dict) -> str:
+    return str(row["model"]).removesuffix("_bn")  # resnet20_shared_bn: resnet20_shared with shared BN
+
+
+def norm_variant(row: dict) -> str:
+    cfg = row.get("config", {})
+    if "model.share_norm" in cfg:
+        return "shared BN" if cfg["model.share_norm"] else "time-specific BN"
+    return f"norm={cfg.get('model.norm')}"
+
+
+def kar2019(table: list[dict], run_dirs: list[Path], out: Path, opts: Options) -> list[Path]:
+    from recbench.analysis.kar import render_kar
+
+    return render_kar(table, out, roles=opts.roles, seed=opts.seed, n_boot=opts.n_boot)
+
+
+def zamir2017(table: list[dict], run_dirs: list[Path], out: Path, opts: Options) -> list[Path]:
+    fig, (ax_d, ax_f) = plots.panels(2, "Zamir et al. 2017: accuracy at every readout")
+    for label, rows in plots.with_series(long_rows(table)):
+        plots.line_ci(ax_d, rows, "depth", "accuracy", label)
+        plots.line_ci(ax_f, rows, "flops", "accuracy", label, scale=1e-6)
+    plots.style(ax_d, "virtual depth (effective depth of the readout)", "test accuracy", "accuracy vs virtual depth")
+    plots.style(ax_f, "MFLOPs per image to the readout", "test accuracy", "accuracy vs compute", logx=True)
+    return [plots.save(fig, out / "accuracy_vs_virtual_depth.png")]
+
+
+def linsley2018(table: list[dict], run_dirs: list[Path], out: Path, opts: Options) -> list[Path]:
+    length = lambda r: r.get("config", {}).get("dataset.contour_length")
+    fig, (ax_l, ax_p) = plots.panels(2, "Linsley et al. 2018: Pathfinder")
+    for label, rows in plots.with_series(table, skip=["dataset.contour_length"]):
+        plots.line_ci(ax_l, rows, length, "final_accuracy", label)
+    rows = [r | {"_label": plots.series_label(r, table, skip=["dataset.contour_length"])} for r in table]
+    for value in sorted({length(r) for r in rows if length(r) is not None}):
+        plots.line_ci(ax_p, [r for r in rows if length(r) == value], "params", "final_accuracy",
+                      f"contour length {value}", annotate="_label", linestyle=":")
+    plots.style(ax_l, "contour length (paddles)", "test accuracy", "accuracy vs path length", integer_x=True)
+    plots.style(ax_p, "parameters", "test accuracy", "accuracy vs parameters", logx=True)
+    return [plots.save(fig, out / "accuracy_vs_contour_length.png")]
+
+
+def test_variant(row: dict) -> str:
+    """The test set an evaluation ran on: the dataset's difficulty key (``contour_length=14``), else its overrides."""
+    key = TASK_KEYS.get(row["dataset"])
+    value = row["test_config"].get(key) if key else None
+    return f"{key}={value}" if value is not None else (row["eval_dataset"] or "as trained")
+
+
+def schwarzschild2021(table: list[dict], run_dirs: list[Path], out: Path, opts: Options) -> list[Path]:
+    if opts.evaluate:
+        for variant in (None, opts.eval_dataset):
+            evaluate_missing(table, factor=opts.eval_factor, dataset=variant, data_dir=opts.data_dir)
+    rows = [r for r in depth_table(table) if not r["ablate"]]
+    if not rows:
+        raise ConfigError("no saved evaluations (eval_*.json) in these runs; run recbench-eval RUN --steps T' "
+                          "[--dataset contour_length=14], or pass --evaluate")
+    deepest = {}  # per run and test variant keep the evaluation with the most steps
+    for r in rows:
+        key = (r["run_dir"], test_variant(r))
+        deepest[key] = max(deepest.get(key, 0), r["steps"])
+    rows = [r for r in rows if r["steps"] == deepest[(r["run_dir"], test_variant(r))]]
+    variants = list(dict.fromkeys(test_variant(r) for r in rows))
+    fig, axes = plots.panels(len(variants), "Schwarzschild et al. 2021: test-time iterations")
+    for ax, variant in zip(axes, variants, strict=True):
+        mine = [r for r in rows if test_variant(r) == variant]
+        for label, series in plots.with_series(mine):
+            plots.line_ci(ax, series, "iterations", "accuracy", label, marker=".")
+        for t in sorted({r["trained_steps"] for r in mine}):
+            ax.axvline(t, color="grey", linestyle=":", linewidth=1)
+        plots.style(ax, "iterations at test time (dotted: as trained)", "test accuracy", f"test {variant}",
+                    integer_x=True)
+    cols = [c for c in columns(table) if c not in PER_STEP] + [c for c in DEPTH_COLUMNS if c != "trained_steps"]
+    return [plots.save(fig, out / "accuracy_vs_iterations.png"),
+            write_csv(rows, out / "depth.csv", ["trained_steps" if c == "time_steps" else c for c in cols])]
+
+
+Render = Callable[[list[dict], list[Path], Path, Options], list[Path]]
+EXPERIMENTS: dict[str, Render] = {
+    "spoerer2017": spoerer2017,
+    "liao_poggio2016": liao_poggio2016,
+    "kar2019": kar2019,
+    "zamir2017": zamir2017,
+    "linsley2018": linsley2018,
+    "schwarzschild2021": schwarzschild2021,
+}
+
+
+def make_figures(experiment: str, runs: list[str | Path], out: str | Path, opts: Options | None = None) -> list[Path]:
+    """Collect the runs below ``runs``, write the tables and the experiment's figures into ``out``."""
+    if experiment not in EXPERIMENTS:
+        raise ConfigError(f"unknown experiment {experiment!r}; choose one of: {', '.join(EXPERIMENTS)}")
+    table = collect(runs)
+    if not table:
+        raise ConfigError(f"no runs (summary.json) below {', '.join(map(str, runs))}")
+    out = Path(out)
+    return write_tables(table, out) + EXPERIMENTS[experiment](table, [Path(r["run_dir"]) for r in table], out,
+                                                              opts or Options())
+
+
+def parse_roles(text: str) -> dict[str, str]:
+    roles = {}
+    for item in filter(None, text.split(",")):
+        role, sep, value = item.partition("=")
+        if not sep or not value:
+            raise ConfigError(f"--roles takes ROLE=MODEL_OR_DIR,... (e.g. baseline=resnet20,recurrent=blt), got "
+                              f"{item!r}")
+        roles[role.strip()] = value.strip()
+    return roles
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="recbench-figures", description=__doc__.split("\n\n")[0])
+    parser.add_argument("experiment", help=f"one of: {', '.join(EXPERIMENTS)}")
+    parser.add_argument("runs", nargs="*", type=Path, help="run or sweep directories (default: OUTPUT_ROOT/EXPERIMENT)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: results/EXPERIMENT)")
+    parser.add_argument("--output-root", type=Path, default=Path("outputs"), help="paths.output_root of the runs")
+    parser.add_argument("--roles", default="", help="kar2019: baseline=MODEL_OR_DIR,recurrent=...,reference=...")
+    parser.add_argument("--seed", type=int, default=0, help="kar2019: seed of control matching and bootstrap")
+    parser.add_argument("--n-boot", type=int, default=10_000, help="kar2019: bootstrap resamples")
+    parser.add_argument("--evaluate", action="store_true", help="schwarzschild2021: evaluate runs lacking results")
+    parser.add_argument("--eval-factor", type=int, default=8, help="schwarzschild2021: T' = factor x trained steps")
+    parser.add_argument("--eval-dataset", action="append", default=None, metavar="KEY=VALUE",
+                        help="schwarzschild2021: the harder test variant (default contour_length=14; repeatable)")
+    parser.add_argument("--data-dir", default=None, help="tfds data dir for --evaluate")
+    args = parser.parse_args(argv)
+    try:
+        opts = Options(roles=parse_roles(args.roles), seed=args.seed, n_boot=args.n_boot, evaluate=args.evaluate,
+                       eval_factor=args.eval_factor, eval_dataset=args.eval_dataset or ["contour_length=14"],
+                       data_dir=args.data_dir)
+        runs = args.runs or [args.output_root / args.experiment]
+        written = make_figures(args.experiment, runs, args.out or Path("results") / args.experiment, opts)
+    except (ConfigError, ValueError) as e:
+        print(f"recbench: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    for path in written:
+        print(path)
+
+
+if __name__ == "__main__":
+    main()
