@@ -14,7 +14,16 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import recbench  # noqa: F401  (sets XLA flags before JAX starts)
-from recbench.config import CONFIG_PATH, ConfigError, compose_train, group_choices, name_presets, register
+from recbench.config import (
+    CONFIG_PATH,
+    SCALES,
+    ConfigError,
+    choice,
+    compose_train,
+    group_choices,
+    name_presets,
+    register,
+)
 from recbench.env import backend_report, check_backend, enable_compile_cache
 
 register()
@@ -100,6 +109,7 @@ def validate_config(cfg: DictConfig) -> None:
     from recbench.train.run import check_objective, validate_trainer
     from recbench.train.runlog import resolve_wandb_mode
 
+    choice(cfg.get("scale", "cpu"), "scale", SCALES)  # before any ${at_scale:...} resolves
     shape, num_classes = dataset_meta(cfg.dataset)
     validate_model_config(cfg.model, shape, num_classes)
     trainer = as_schema(cfg.trainer, TrainerConfig)

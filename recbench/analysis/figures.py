@@ -22,7 +22,8 @@ missing from a partial sweep is simply not drawn. :data:`EXPERIMENTS` maps each 
 * ``zamir2017`` — accuracy against virtual depth (the effective depth of each readout) and MFLOPs per model.
 * ``linsley2018`` — accuracy against Pathfinder contour length per model; accuracy against parameters.
 * ``schwarzschild2021`` — accuracy against test-time iterations on each test variant, from the runs' saved
-  ``recbench-eval`` results (:mod:`recbench.analysis.depth`); ``--evaluate`` first evaluates runs that lack them at
+  ``recbench-eval`` results (:mod:`recbench.analysis.depth`); it first evaluates runs that lack them (unless
+  ``--no-evaluate``) at
   ``--eval-factor`` (8) x the trained steps, on the trained test set and on ``--eval-dataset`` (default
   ``contour_length=14``).
 """
@@ -51,7 +52,7 @@ class Options:
     roles: dict[str, str] = field(default_factory=dict)  # kar2019: role -> model name or folder
     seed: int = 0  # kar2019: control subsampling and bootstrap
     n_boot: int = 10_000
-    evaluate: bool = False  # schwarzschild2021: run missing evaluations
+    evaluate: bool = True  # schwarzschild2021: run missing evaluations (--no-evaluate: only read saved ones)
     eval_factor: int = 8
     eval_dataset: list[str] = field(default_factory=lambda: ["contour_length=14"])
     data_dir: str | None = None
@@ -168,7 +169,7 @@ def schwarzschild2021(table: list[dict], run_dirs: list[Path], out: Path, opts: 
     rows = [r for r in depth_table(table) if not r["ablate"]]
     if not rows:
         raise ConfigError("no saved evaluations (eval_*.json) in these runs; run recbench-eval RUN --steps T' "
-                          "[--dataset contour_length=14], or pass --evaluate")
+                          "[--dataset contour_length=14], or drop --no-evaluate")
     deepest = {}  # per run and test variant keep the evaluation with the most steps
     for r in rows:
         key = (r["run_dir"], test_variant(r))
@@ -232,7 +233,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--roles", default="", help="kar2019: baseline=MODEL_OR_DIR,recurrent=...,reference=...")
     parser.add_argument("--seed", type=int, default=0, help="kar2019: seed of control matching and bootstrap")
     parser.add_argument("--n-boot", type=int, default=10_000, help="kar2019: bootstrap resamples")
-    parser.add_argument("--evaluate", action="store_true", help="schwarzschild2021: evaluate runs lacking results")
+    parser.add_argument("--no-evaluate", dest="evaluate", action="store_false",
+                        help="schwarzschild2021: only read saved evaluations (default: run the missing ones)")
     parser.add_argument("--eval-factor", type=int, default=8, help="schwarzschild2021: T' = factor x trained steps")
     parser.add_argument("--eval-dataset", action="append", default=None, metavar="KEY=VALUE",
                         help="schwarzschild2021: the harder test variant (default contour_length=14; repeatable)")

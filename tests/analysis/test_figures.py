@@ -115,14 +115,14 @@ def test_schwarzschild_reads_saved_evaluations(tmp_path, fake_run):
                      evals=[{"accuracy_per_step": [0.5 + gain * t for t in range(16)]},
                             {"accuracy_per_step": [0.4 + gain * t for t in range(16)],
                              "dataset_overrides": {"contour_length": 14}}])
-    written = make_figures("schwarzschild2021", [tmp_path], tmp_path / "out")
+    written = make_figures("schwarzschild2021", [tmp_path], tmp_path / "out", Options(evaluate=False))
     _png(written[2])
     rows = list(csv.DictReader(open(written[3])))
     assert len(rows) == 2 * 2 * 2 * 16 and {r["eval_dataset"] for r in rows} == {"", "contour_length=14"}
     bare = tmp_path / "bare"
     fake_run(bare / "r", "bl", (0.5, 0.6))
-    with pytest.raises(ConfigError, match="--evaluate"):
-        make_figures("schwarzschild2021", [bare], tmp_path / "out2")
+    with pytest.raises(ConfigError, match="--no-evaluate"):
+        make_figures("schwarzschild2021", [bare], tmp_path / "out2", Options(evaluate=False))
 
 
 def test_cli_errors_are_one_line(tmp_path, fake_run, capsys):
@@ -157,7 +157,7 @@ def test_end_to_end_two_tiny_runs_to_figures(tmp_path, tiny_cfg, capsys):
     assert float(table[1]["final_accuracy"]) == summary["final_accuracy"] and table[1]["time_steps"] == "2"
     images = list(csv.DictReader(open(out / "solution_times.csv")))
     assert len(images) > 0 and {r["set"] for r in images} <= {"challenge", "control"}
-    main(["schwarzschild2021", str(tmp_path / "runs"), "--out", str(out), "--evaluate", "--eval-factor", "2",
+    main(["schwarzschild2021", str(tmp_path / "runs"), "--out", str(out), "--eval-factor", "2",
           "--eval-dataset", "level=light", "--data-dir", cfg.paths.data_dir])
     depth = list(csv.DictReader(open(out / "depth.csv")))
     assert {(r["model"], r["eval_dataset"]) for r in depth} == {("bl", ""), ("bl", "level=light")}
