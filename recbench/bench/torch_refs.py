@@ -10,17 +10,19 @@ weight by name.
 
 * :class:`GraphNet` — an areas graph as :mod:`recbench.models.engine` unrolls it: the ``sequential`` and
   ``synchronous`` schedules, bottom-up / lateral / top-down edges (max-pool then conv; a transposed conv for
-  top-down from a coarser area; the identity for ``kernel=0``), ``plain`` / ``conv`` / ``residual`` cells,
-  CORnet's zero drive for an area with no input yet, and a global-pool readout (the bias alone while the top
+  top-down from a coarser area, or nearest upsampling then a conv where the factor exceeds the kernel; the identity
+  for ``kernel=0``), transition-function edges (conv-norm-ReLU-conv-norm, Liao & Poggio's), an identity edge of
+  kind ``recall`` from an area itself, ``plain`` / ``sum`` / ``conv`` / ``residual`` cells, areas computed once (a
+  stem), CORnet's zero drive for an area with no input yet, and a global-pool readout (the bias alone while the top
   area has no state). BLT, CORnet-R/RT and Liao & Poggio's multi-state nets are built on it by
   :func:`blt_reference`, :func:`cornet_reference` and :func:`liao_poggio_reference`, which mirror the preset
   builders of :mod:`recbench.models.presets` and :mod:`recbench.models.cornet`.
 * :class:`CifarResNet` — He et al.'s CIFAR ResNet as :mod:`recbench.models.resnet` builds it (option-A or
   option-B shortcuts).
 
-Options the benchmarked presets do not use (stagewise schedules, recall and skip edges, gated cells,
-multiplicative interaction, nearest-neighbour top-down, a flatten readout, weight-shared ResNets) raise a
-``ValueError`` instead of being approximated.
+Options the benchmarked presets do not use (stagewise schedules, image-recall and skip edges, gated cells,
+multiplicative interaction, nearest-neighbour top-down where a transposed conv covers the stride, a flatten readout,
+weight-shared ResNets) raise a ``ValueError`` instead of being approximated.
 
 One semantic difference is inherent: PyTorch's BatchNorm folds the *unbiased* batch variance into its running
 average, recbench's ``StepNorm`` the biased one (a factor n/(n-1), n = batch × height × width, 1 + 1.5e-5 for
@@ -37,7 +39,7 @@ from torch import nn
 from torch.nn import functional as F
 
 IMAGE = -1  # source index of the input image, as in recbench.models.engine
-_EDGE_KINDS = ("bottom_up", "lateral", "topdown")
+_EDGE_KINDS = ("bottom_up", "recall", "lateral", "topdown")  # the order the engine sums a drive in
 
 
 # ---- norms: called as norm(x, t) -----------------------------------------------------------------------------
@@ -109,27 +111,36 @@ def transpose_conv(c_in: int, c_out: int, kernel: int, stride: int, bias: bool) 
 
 
 class Edge(nn.Module):
-    """recbench's ``Edge``: max-pool to the destination's resolution, conv (or a transposed conv from a coarser
-    area), and for CORnet's input convs a norm + ReLU of its own."""
+    """recbench's ``Edge``: max-pool to the destination's resolution, conv (or, from a coarser area, a transposed
+    conv where the kernel covers the stride, else nearest upsampling then a conv), for CORnet's input convs a norm +
+    ReLU of its own, and for a transition function (``block``) norm, ReLU, a second conv and norm."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, *, stride: int, pool: int, up: int, bias: bool,
-                 norm: nn.Module | None):
+                 norm: nn.Module | None, norm2: nn.Module | None = None):
         super().__init__()
-        self.pool, self.crop = pool, 0
-        if up > 1:
+        self.pool, self.crop, self.up = pool, 0, 1
+        if 1 < up <= kernel:
             self.conv, self.crop = transpose_conv(c_in, c_out, kernel, up, bias)
         else:
+            self.up = up
             self.conv = nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=bias)
         self.norm = norm
+        if norm2 is not None:
+            self.conv2 = nn.Conv2d(c_out, c_out, kernel, 1, kernel // 2, bias=False)
+            self.norm2 = norm2
 
     def forward(self, x: torch.Tensor, t: int) -> torch.Tensor:
         if self.pool > 1:  # ceil_mode: flax's SAME max-pool pads the end, the window sees what is there
             x = F.max_pool2d(x, self.pool, self.pool, ceil_mode=True)
+        if self.up > 1:
+            x = F.interpolate(x, scale_factor=self.up, mode="nearest")
         x = self.conv(x)
         if self.crop:
             x = x[..., : x.shape[-2] - self.crop, : x.shape[-1] - self.crop]
         if self.norm is not None:
             x = F.relu(self.norm(x, t))
+        if hasattr(self, "norm2"):
+            x = self.norm2(self.conv2(x), t)
         return x
 
 
@@ -146,6 +157,16 @@ class PlainCell(nn.Module):
 
     def forward(self, drive: torch.Tensor, t: int) -> torch.Tensor:
         return F.relu(self.norm(drive, t))
+
+
+class SumCell(nn.Module):
+    """``relu(drive)``: the area adds transition functions that carry their own norms (Liao & Poggio)."""
+
+    def __init__(self, channels: int, *, norm: str, rows: int, kernel: int):
+        super().__init__()
+
+    def forward(self, drive: torch.Tensor, t: int) -> torch.Tensor:
+        return F.relu(drive)
 
 
 class ConvCell(nn.Module):
@@ -176,7 +197,7 @@ class ResidualCell(nn.Module):
         return F.relu(drive + self.norm2(self.conv2(y), t))
 
 
-CELLS = {"plain": PlainCell, "conv": ConvCell, "residual": ResidualCell}
+CELLS = {"plain": PlainCell, "sum": SumCell, "conv": ConvCell, "residual": ResidualCell}
 
 
 class Area(nn.Module):
@@ -201,17 +222,19 @@ class AreaDef:
     cell: str = "plain"
     kernel: int = 3
     rows: int | None = None  # rows of its time-specific norms (None: the graph's steps)
+    once: bool = False  # computed at its first step, then held (a stem)
 
 
 @dataclass(frozen=True)
 class EdgeDef:
-    kind: str  # bottom_up | lateral | topdown
+    kind: str  # bottom_up | recall (an identity from the area itself) | lateral | topdown
     src: int  # IMAGE (-1) or an area index
     dst: int
     kernel: int = 3  # 0: the identity
     stride: int = 1
     norm_act: bool = False
     bias: bool = False
+    block: bool = False  # a transition function: conv-norm-ReLU-conv-norm
 
 
 class GraphNet(nn.Module):
@@ -221,8 +244,9 @@ class GraphNet(nn.Module):
     top-down edges the previous step's. ``synchronous``: every edge reads the previous step. An edge whose source
     has no state yet is absent; an area with no drive keeps its state, or with ``zero_absent`` (CORnet) runs its
     cell on a zero drive at its first step; with ``zero_absent`` the first step is synchronous whatever the
-    schedule (CORnet-R: only V1 sees input at t=0). Drives sum bottom-up, then lateral, then top-down terms, in
-    edge order, as the engine sums them.
+    schedule (CORnet-R: only V1 sees input at t=0). An area marked ``once`` is computed at its first step and then
+    held. Drives sum bottom-up, then recall, then lateral, then top-down terms, in edge order, as the engine sums
+    them.
     """
 
     def __init__(self, areas: list[AreaDef], edges: list[EdgeDef], *, steps: int, schedule: str, norm: str,
@@ -243,6 +267,8 @@ class GraphNet(nn.Module):
         for e in edges:
             if e.kind not in _EDGE_KINDS:
                 raise ValueError(f"the PyTorch reference has {', '.join(_EDGE_KINDS)} edges, not {e.kind!r}")
+            if e.kind == "recall" and (e.src != e.dst or e.kernel):
+                raise ValueError("the PyTorch reference's recall edges are an area's identity onto itself")
             name = f"{'input' if e.src == IMAGE else names[e.src]}_to_{names[e.dst]}"
             c_in = in_channels if e.src == IMAGE else areas[e.src].channels
             c_out = areas[e.dst].channels
@@ -254,7 +280,9 @@ class GraphNet(nn.Module):
             else:
                 rows = areas[e.dst].rows or steps
                 modules[name] = Edge(c_in, c_out, e.kernel, stride=e.stride, pool=max(down // e.stride, 1), up=up,
-                                     bias=e.bias, norm=step_norm(norm, c_out, rows) if e.norm_act else None)
+                                     bias=e.bias,
+                                     norm=step_norm(norm, c_out, rows) if (e.norm_act or e.block) else None,
+                                     norm2=step_norm(norm, c_out, rows) if e.block else None)
             self.incoming[e.dst].append((e, name))
         self.edges = nn.ModuleDict(modules)
         for a in areas:
@@ -263,6 +291,7 @@ class GraphNet(nn.Module):
         self.areas = nn.ModuleDict({a.name: Area(CELLS[a.cell](a.channels, norm=norm, rows=a.rows or steps,
                                                                kernel=a.kernel)) for a in areas})
         self.names = names
+        self.once = [a.once for a in areas]
         self.readout = nn.Linear(areas[-1].channels, num_classes)
 
     def _read(self, top: torch.Tensor | None, batch: int) -> torch.Tensor:
@@ -279,6 +308,8 @@ class GraphNet(nn.Module):
             sequential = self.sequential and not (self.zero_absent and t == 0)
             new = list(states)
             for i, name in enumerate(self.names):
+                if self.once[i] and states[i] is not None:
+                    continue  # computed at its first step, then held
                 side = -(-size // self.scales[i])
                 parts: dict[str, list[torch.Tensor]] = {k: [] for k in _EDGE_KINDS}
                 for e, edge_name in self.incoming[i]:
@@ -294,7 +325,7 @@ class GraphNet(nn.Module):
                     if not (self.zero_absent and states[i] is None):
                         continue
                     parts["bottom_up"].append(x.new_zeros(batch, self.channels[i], side, side))
-                drive = sum(parts["bottom_up"] + parts["lateral"] + parts["topdown"])
+                drive = sum(parts["bottom_up"] + parts["recall"] + parts["lateral"] + parts["topdown"])
                 new[i] = self.areas[name](drive, t)
             states = new
             logits.append(self._read(states[-1], batch))
@@ -305,21 +336,29 @@ class GraphNet(nn.Module):
 
 
 def blt_reference(c: dict, num_classes: int, input_shape) -> GraphNet:
-    """``recbench.models.presets.blt``: a chain of areas, bottom-up edges (max-pool, conv), lateral convs and
-    top-down transposed convs, each of the area's bottom-up kernel size."""
+    """``recbench.models.presets.blt``: a chain of areas (``width`` × ``channels``), bottom-up edges (max-pool,
+    conv), lateral convs and top-down transposed convs, each of the area's bottom-up kernel size. A net without
+    recurrent edges (B) is feedforward and runs one step, as the engine runs it."""
     if c.get("interaction", "additive") != "additive" or c.get("topdown_resample", "transpose") != "transpose":
         raise ValueError("the PyTorch BLT reference has additive interaction and transposed-conv top-down edges")
-    channels, pools, kernels = list(c["channels"]), list(c["pools"]), list(c["kernels"])
+    if c.get("norm") == "lrn":
+        raise ValueError("the PyTorch BLT reference has no local response normalisation")
+    width = c.get("width", 1.0)
+    channels = [max(1, round(w * width)) for w in c["channels"]]  # recbench.models.contract.widen
+    pools, kernels = list(c["pools"]), list(c["kernels"])
     n = len(channels)
     names = c.get("area_names") or [f"area{i + 1}" for i in range(n)]
     areas = [AreaDef(names[i], channels[i], pools[i]) for i in range(n)]
-    edges = [EdgeDef("bottom_up", i - 1 if i else IMAGE, i, kernels[i]) for i in range(n)]
+    # recbench.models.presets.blt: without a norm's shift the bottom-up convs carry a bias
+    edges = [EdgeDef("bottom_up", i - 1 if i else IMAGE, i, kernels[i], bias=c["norm"] == "none") for i in range(n)]
     if c.get("lateral"):
         edges += [EdgeDef("lateral", i, i, kernels[i]) for i in range(n)]
     if c.get("topdown"):
         edges += [EdgeDef("topdown", i + 1, i, kernels[i]) for i in range(n - 1)]
-    return GraphNet(areas, edges, steps=c["steps"], schedule=c.get("schedule", "sequential"), norm=c["norm"],
-                    in_channels=input_shape[-1], num_classes=num_classes, readout=c.get("readout", "gap"))
+    recurrent = c.get("lateral") or c.get("topdown") or c.get("schedule", "sequential") != "sequential"
+    return GraphNet(areas, edges, steps=c["steps"] if recurrent else 1, schedule=c.get("schedule", "sequential"),
+                    norm=c["norm"], in_channels=input_shape[-1], num_classes=num_classes,
+                    readout=c.get("readout", "gap"))
 
 
 CORNET_AREAS = ("V1", "V2", "V4", "IT")
@@ -334,7 +373,8 @@ def cornet_reference(c: dict, num_classes: int, input_shape) -> GraphNet:
         raise ValueError(f"the PyTorch CORnet reference is CORnet-R/RT, not variant {c['variant']!r}")
     if c.get("topdown") and c.get("topdown_resample", "transpose") != "transpose":
         raise ValueError("the PyTorch CORnet reference has transposed-conv top-down edges")
-    areas = [AreaDef(n, w, 4 if i == 0 else 2, "conv") for i, (n, w) in enumerate(zip(CORNET_AREAS, CORNET_WIDTHS,
+    widths = [max(1, round(w * c.get("width", 1.0))) for w in CORNET_WIDTHS]  # recbench.models.contract.widen
+    areas = [AreaDef(n, w, 4 if i == 0 else 2, "conv") for i, (n, w) in enumerate(zip(CORNET_AREAS, widths,
                                                                                       strict=True))]
     edges = [EdgeDef("bottom_up", i - 1, i, 7 if i == 0 else 3, 4 if i == 0 else 2, norm_act=True, bias=True)
              for i in range(4)]
@@ -347,30 +387,34 @@ def cornet_reference(c: dict, num_classes: int, input_shape) -> GraphNet:
 
 
 def liao_poggio_reference(c: dict, num_classes: int, input_shape) -> GraphNet:
-    """``recbench.models.liao_poggio.liao_poggio`` with two or more states: a 3x3 conv stem, then residual states
-    joined by identity laterals, strided feedforward convs (max-pooled first when they skip a level) and
-    transposed-conv feedback, between neighbours (``chain``) or every pair (``full``)."""
+    """``recbench.models.liao_poggio.liao_poggio`` with two or more states: a 3x3 conv stem (conv-BN-ReLU, computed
+    once), then states of the ``sum`` cell, each transition its own function conv-BN-ReLU-conv-BN: strided
+    feedforward (max-pooled first when it skips a level), feedback (a transposed conv at stride 2, nearest upsampling
+    then a conv at 4 and 8) and lateral, which keeps the identity too (an identity lateral edge), between
+    neighbours (``chain``) or every pair (``full``)."""
     states = c["states"]
     if states < 2:
         raise ValueError("the PyTorch Liao & Poggio reference has two or more states (states=1 is the stagewise "
                          "shared ResNet)")
     if c.get("topdown_resample", "transpose") != "transpose":
-        raise ValueError("the PyTorch Liao & Poggio reference has transposed-conv feedback")
-    channels = list(c["channels"])
+        raise ValueError("the PyTorch Liao & Poggio reference has transposed-conv feedback where the kernel covers "
+                         "the stride")
+    width = c.get("width", 1.0)
+    channels = [max(1, round(w * width)) for w in list(c["channels"])[:states]]  # recbench.models.contract.widen
     names = CORNET_AREAS if states == 4 else tuple(f"S{i + 1}" for i in range(states))
-    areas = [AreaDef("stem", channels[0], rows=1)] + [
-        AreaDef(n, w, 1 if i == 0 else 2, "residual") for i, (n, w) in enumerate(zip(names, channels, strict=False))]
+    areas = [AreaDef("stem", channels[0], rows=1, once=True)] + [
+        AreaDef(n, w, 1 if i == 0 else 2, "sum") for i, (n, w) in enumerate(zip(names, channels, strict=True))]
     edges = [EdgeDef("bottom_up", IMAGE, 0, 3), EdgeDef("bottom_up", 0, 1, 0)]
     n = len(areas)
     for i in range(1, n):
         for j in range(1, n):
-            adjacent = abs(i - j) == 1
+            linked = abs(i - j) == 1 or c["connectivity"] == "full"
             if i == j and c["lateral"]:
-                edges.append(EdgeDef("lateral", i, i, 0))
-            elif j > i and c["feedforward"] and (adjacent or c["connectivity"] == "full"):
-                edges.append(EdgeDef("bottom_up", i, j, 3, stride=2))
-            elif j < i and c["feedback"] and (adjacent or c["connectivity"] == "full"):
-                edges.append(EdgeDef("topdown", i, j, 3))
+                edges += [EdgeDef("lateral", i, i, 0), EdgeDef("lateral", i, i, 3, block=True)]
+            elif j > i and c["feedforward"] and linked:
+                edges.append(EdgeDef("bottom_up", i, j, 3, stride=2, block=True))
+            elif j < i and c["feedback"] and linked:
+                edges.append(EdgeDef("topdown", i, j, 3, block=True))
     return GraphNet(areas, edges, steps=c["steps"], schedule=c["schedule"], norm=c["norm"],
                     in_channels=input_shape[-1], num_classes=num_classes)
 

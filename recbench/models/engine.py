@@ -169,8 +169,13 @@ class GraphSpec:
         return self.area_steps(len(self.areas) - 1) if self.schedule == "stagewise" else self.steps
 
     def edge_name(self, e: EdgeSpec) -> str:
+        """The edge's module name (its weights' path): ``V1_to_V2``, ``input_to_V1_recall``, ``V4_to_V4_skip2``;
+        an identity edge that shares its ends with a weighted one is ``..._identity``."""
         src = "input" if e.src == IMAGE else self.names[e.src]
         suffix = {"recall": "_recall", "skip": f"_skip{e.delay}"}.get(e.kind, "")
+        if e.kernel == 0 and any(o is not e and o.kernel and (o.src, o.dst, o.kind) == (e.src, e.dst, e.kind)
+                                 for o in self.edges):
+            suffix += "_identity"
         return f"{src}_to_{self.names[e.dst]}{suffix}"
 
 
@@ -329,7 +334,7 @@ class AreaGraph(nnx.Module):
         """New state of area ``i`` from ``sources`` (edge → source state or None), or ``prev`` if no drive."""
         parts = {kind: [] for kind in EDGE_KINDS}
         for e in self.incoming[i]:
-            src = x if e.src == IMAGE else sources[e]
+            src = x if e.src == IMAGE else sources.get(e)  # an ``initial`` edge is not a drive: absent here
             if e.kind in ablate or src is None:
                 continue
             y = self.edges[self.spec.edge_name(e)](output_of(src), t, ctx)

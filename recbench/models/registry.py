@@ -18,7 +18,7 @@ from flax import nnx
 from omegaconf import DictConfig, OmegaConf
 
 from recbench.config import ConfigError, check_int, family_config, load_option
-from recbench.models import feedback, hgru, liao_poggio, presets, resnet
+from recbench.models import deep_thinking, feedback, hgru, liao_poggio, presets, resnet
 from recbench.models.contract import EngineConfig, Shape
 from recbench.models.cornet import CornetConfig, cornet
 from recbench.models.engine import AreaGraph, GraphSpec
@@ -46,6 +46,8 @@ FAMILIES: dict[str, Family] = {
     "liao_poggio": _engine(liao_poggio.LiaoPoggioConfig, liao_poggio.liao_poggio),
     "feedback_net": _engine(feedback.FeedbackNetConfig, feedback.feedback_net),
     "hgru": _engine(hgru.HGRUConfig, hgru.hgru),
+    "dt_net": Family(deep_thinking.DTNetConfig, check=deep_thinking.dt_net, build=deep_thinking.build_dt_net,
+                     spec=deep_thinking.dt_net),
     "cifar_resnet": Family(resnet.CifarResNetConfig, resnet.check_cifar_resnet, resnet.build_cifar_resnet),
     "imagenet_resnet": Family(resnet.ImageNetResNetConfig, resnet.check_imagenet_resnet,
                               resnet.build_imagenet_resnet),
@@ -64,6 +66,9 @@ def _parse(cfg: DictConfig | dict) -> tuple[Family, Any]:
     for key, value in zip(("height", "width", "channels"), c.natural_input, strict=True):
         check_int(f"model.natural_input {key}", value)
     check_int("model.natural_classes", c.natural_classes)
+    width = getattr(c, "width", 1.0)
+    if isinstance(width, bool) or not isinstance(width, int | float) or not width > 0:
+        raise ConfigError(f"model.width must be a positive channel multiplier (1 = the paper's widths), got {width!r}")
     return FAMILIES[family], c
 
 

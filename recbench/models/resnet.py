@@ -2,7 +2,9 @@
 
 These live outside the areas/steps engine so that they match the references exactly (parameter counts,
 padding, stride placement, weight names); the shared-weight variant (Liao & Poggio 2016) ties them to the
-engine's view of a stage as one area stepped n times.
+engine's view of a stage as one area stepped n times (``share_norm`` shares one BN over the steps instead of their
+time-specific BN). ``exits="stages"`` is Zamir et al. 2017's feedforward early-exit baseline: a readout after every
+stage, so a ResNet reports accuracy, FLOPs and effective depth per readout as the recurrent nets do per step.
 
 Weight names map mechanically onto PyTorch state dicts (``.`` ↔ nnx path, list index ↔ ``[i]``):
 
@@ -32,13 +34,16 @@ import jax.numpy as jnp
 from flax import nnx
 
 from recbench.config import ConfigError, check_int, choice
-from recbench.models.contract import FamilyConfig, Shape
+from recbench.models.contract import FamilyConfig, Shape, widen
 from recbench.models.norms import NormContext, StepNorm
 from recbench.models.resnet_blocks import BLOCKS, SHORTCUTS, conv
 from recbench.models.torch_weights import Renamed, register_torch_renamer
 
-#: Norm kinds a caller picks; ``"bn"`` becomes time-specific ``"bn_step"`` in weight-shared blocks.
+#: Norm kinds a caller picks; ``"bn"`` becomes time-specific ``"bn_step"`` in weight-shared blocks (unless
+#: ``share_norm``: one BN shared by the applications of the shared block, the ablation of time-specific BN).
 RESNET_NORMS = ("bn", "group", "none")
+#: Where a ResNet reads out: after its last stage only, or after every stage (Zamir et al.'s early exits).
+RESNET_EXITS = ("last", "stages")
 
 #: torchvision's depths: (block, blocks per stage).
 IMAGENET_CONFIGS: dict[int, tuple[str, tuple[int, ...]]] = {
@@ -61,7 +66,12 @@ class ResNet(nnx.Module):
 
     With ``share_weights=True`` each stage holds two blocks: ``layer{s}[0]`` changes resolution/width and
     ``layer{s}[1]`` is applied ``blocks - 1`` times with one set of conv weights and time-specific BN
-    (row k on its k-th application), so depth can change at call time without new weights.
+    (row k on its k-th application; ``share_norm=True``: one BN for every application), so depth can change at
+    call time without new weights.
+
+    With ``exits="stages"`` the net reads out after every stage (global average pool, then a linear layer of its
+    own, ``exit_fcs[s]``; the last stage's is ``fc``): T = stages readouts, the k-th of which costs stages 1..k
+    (Zamir et al. 2017's feedforward early-exit baseline). ``steps`` then counts the stages to run.
     """
 
     def __init__(
@@ -77,8 +87,10 @@ class ResNet(nnx.Module):
         in_channels: int = 3,
         shortcut: str = "B",
         share_weights: bool = False,
+        share_norm: bool = False,
         norm: str = "bn",
         zero_init_residual: bool = False,
+        exits: str = "last",
         rngs: nnx.Rngs,
     ):
         if norm not in RESNET_NORMS:
@@ -91,10 +103,17 @@ class ResNet(nnx.Module):
             raise ValueError("stage_blocks, widths and strides need one entry per stage")
         if share_weights and min(stage_blocks) < 2:
             raise ValueError(f"share_weights needs >= 2 blocks in every stage, got {tuple(stage_blocks)}")
+        if exits not in RESNET_EXITS:
+            raise ValueError(f"unknown exits {exits!r}; choose one of {', '.join(RESNET_EXITS)}")
+        if exits == "stages" and share_weights:
+            raise ValueError("exits='stages' and share_weights both take steps (stages to run / shared applications); "
+                             "choose one")
         block_cls = BLOCKS[block]
         self.stem = stem
         self.share_weights = share_weights
-        self.trained_steps = 1  # one readout: a feedforward net has T = 1
+        self.early_exits = exits == "stages"
+        # one readout (a feedforward net has T = 1), or one per stage with early exits
+        self.trained_steps = len(stage_blocks) if self.early_exits else 1
         #: applications of the shared block per stage that were trained (rows of its time-specific BN)
         self.shared_steps = tuple(n - 1 for n in stage_blocks) if share_weights else ()
 
@@ -110,14 +129,25 @@ class ResNet(nnx.Module):
             out = width * block_cls.expansion
             blocks = [block_cls(channels_in, width, stride, norm=norm, **kw)]
             if share_weights:
-                shared_norm = "bn_step" if norm == "bn" else norm
+                shared_norm = "bn_step" if norm == "bn" and not share_norm else norm
                 blocks.append(block_cls(out, width, 1, norm=shared_norm, steps=n - 1, **kw))
             else:
                 blocks += [block_cls(out, width, 1, norm=norm, **kw) for _ in range(n - 1)]
             setattr(self, f"layer{s}", nnx.List(blocks))
             channels_in = out
         self.num_stages = len(stage_blocks)
+        if self.early_exits:  # a head per stage but the last, whose head is ``fc`` (torchvision's name)
+            self.exit_fcs = nnx.List([nnx.Linear(w * block_cls.expansion, num_classes, rngs=rngs)
+                                      for w in widths[:-1]])
         self.fc = nnx.Linear(channels_in, num_classes, rngs=rngs)
+
+    def _stages_to_run(self, steps: int | Sequence[int] | None) -> int:
+        if not self.early_exits or steps is None:
+            return self.num_stages
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= self.num_stages:
+            raise ValueError(f"an early-exit ResNet reads out after each of its {self.num_stages} stages; steps must "
+                             f"be an int in 1..{self.num_stages}, got {steps!r}")
+        return steps
 
     def _shared_runs(self, steps: int | Sequence[int] | None) -> tuple[int, ...]:
         if not self.share_weights or steps is None:
@@ -136,11 +166,12 @@ class ResNet(nnx.Module):
         train: bool = False,
         strategy: str | None = None,
     ) -> list[jax.Array]:
-        """Per-step logits (one step here), from NHWC images.
+        """Per-step logits (one step here; one per stage with early exits), from NHWC images.
 
-        ``steps`` only matters with ``share_weights``: how many times each stage applies its shared block
-        (an int for every stage, or one per stage; default the trained ``stage_blocks - 1``). Beyond the
-        trained count the shared block reuses its last BN row. ``ablate`` and ``strategy`` are the model
+        With ``share_weights``, ``steps`` is how many times each stage applies its shared block (an int for every
+        stage, or one per stage; default the trained ``stage_blocks - 1``); beyond the trained count the shared
+        block reuses its last BN row. With early exits it is how many stages run (and read out), default all.
+        Otherwise it is ignored. ``ablate`` and ``strategy`` are the model
         contract's (:class:`recbench.models.contract.Model`); a ResNet has no lateral or top-down connections
         to silence and no rolled loop (its blocks run as Python code).
         """
@@ -150,7 +181,9 @@ class ResNet(nnx.Module):
         if self.stem == "imagenet":
             h = nnx.max_pool(h, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         runs = self._shared_runs(steps)
-        for s in range(self.num_stages):
+        logits = []
+        last = self.num_stages - 1
+        for s in range(self._stages_to_run(steps)):
             layer = getattr(self, f"layer{s + 1}")
             if self.share_weights:
                 h = layer[0](h, 0, ctx)
@@ -159,9 +192,10 @@ class ResNet(nnx.Module):
             else:
                 for blk in layer:
                     h = blk(h, 0, ctx)
-        logits = self.fc(jnp.mean(h, axis=(1, 2)))
+            if self.early_exits or s == last:  # an exit after this stage (the last stage's head is fc)
+                logits.append((self.fc if s == last else self.exit_fcs[s])(jnp.mean(h, axis=(1, 2))))
         ctx.commit()
-        return [logits]
+        return logits
 
     def __call__(
         self,
@@ -171,7 +205,7 @@ class ResNet(nnx.Module):
         ablate: Sequence[str] = (),
         train: bool = False,
     ) -> jax.Array:
-        """Logits ``[T=1, B, num_classes]``; see :meth:`unroll` for ``steps`` and ``ablate``."""
+        """Logits ``[T, B, num_classes]`` (T = 1, or the stages with early exits); see :meth:`unroll`."""
         return jnp.stack(self.unroll(x, steps=steps, ablate=ablate, train=train))
 
 
@@ -182,15 +216,18 @@ def cifar_resnet(
     in_channels: int = 3,
     width: int = 16,
     share_weights: bool = False,
+    share_norm: bool = False,
     norm: str = "bn",
     shortcut: str = "A",
     zero_init_residual: bool = False,
+    exits: str = "last",
     rngs: nnx.Rngs,
 ) -> ResNet:
     """He et al.'s CIFAR ResNet: depth 6n+2, three stages of n BasicBlocks at width, 2·width, 4·width.
 
     Option-A shortcuts by default, as in the paper's CIFAR experiments; ``shortcut="B"`` gives the
-    projection variant (+2,752 parameters at width 16, see the counts above).
+    projection variant (+2,752 parameters at width 16, see the counts above). ``exits="stages"`` reads out after
+    every stage (three readouts); ``share_norm`` shares one BN over the applications of a weight-shared block.
     """
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(f"CIFAR ResNet depth must be 6n+2, n >= 1 (20, 32, 44, 56, 110, 1202), got {depth}")
@@ -206,8 +243,10 @@ def cifar_resnet(
         in_channels=in_channels,
         shortcut=shortcut,
         share_weights=share_weights,
+        share_norm=share_norm,
         norm=norm,
         zero_init_residual=zero_init_residual,
+        exits=exits,
         rngs=rngs,
     )
 
@@ -217,26 +256,30 @@ def imagenet_resnet(
     *,
     num_classes: int = 1000,
     in_channels: int = 3,
+    width: int = 64,
     share_weights: bool = False,
+    share_norm: bool = False,
     norm: str = "bn",
     zero_init_residual: bool = False,
     rngs: nnx.Rngs,
 ) -> ResNet:
-    """torchvision's ``resnet{18,34,50,101,152}`` (v1.5 bottlenecks, projection shortcuts)."""
+    """torchvision's ``resnet{18,34,50,101,152}`` (v1.5 bottlenecks, projection shortcuts); ``width`` is the stem's
+    and the first stage's (then 2x, 4x, 8x; torchvision's 64 by default, where the counts are torchvision's)."""
     if depth not in IMAGENET_CONFIGS:
         raise ValueError(f"ImageNet ResNet depth must be one of {sorted(IMAGENET_CONFIGS)}, got {depth}")
     block, stage_blocks = IMAGENET_CONFIGS[depth]
     return ResNet(
         block=block,
         stage_blocks=stage_blocks,
-        widths=(64, 128, 256, 512),
+        widths=(width, 2 * width, 4 * width, 8 * width),
         strides=(1, 2, 2, 2),
         stem="imagenet",
-        stem_width=64,
+        stem_width=width,
         num_classes=num_classes,
         in_channels=in_channels,
         shortcut="B",
         share_weights=share_weights,
+        share_norm=share_norm,
         norm=norm,
         zero_init_residual=zero_init_residual,
         rngs=rngs,
@@ -261,20 +304,26 @@ register_torch_renamer(ResNet, resnet_renamer)
 class CifarResNetConfig(FamilyConfig):
     natural_input: Shape = (32, 32, 3)  # CIFAR-10, He et al. §4.2
     natural_classes: int = 10
+    objective: str = "last"  # one readout (exits=stages presets train every exit: mean)
     depth: int  # 6n+2: 20, 32, 44, 56, 110, ...
-    width: int = 16  # the first stage's width (then 2x, 4x)
-    norm: str = "bn"  # bn | group | none (bn becomes per-step BN in weight-shared blocks)
+    width: float = 1.0  # channel multiplier, as every family's: the first stage has round(16 x width) (then 2x, 4x)
+    norm: str = "bn"  # bn | group | none (bn becomes per-step BN in weight-shared blocks, unless share_norm)
     share_weights: bool = False  # Liao & Poggio's shared ResNet: one block's convs repeated through a stage
+    share_norm: bool = False  # with share_weights: false = time-specific BN per application, true = one shared BN
     shortcut: str = "A"  # A: zero-padded identity (the paper) | B: 1x1 conv projections
+    exits: str = "last"  # last (one readout) | stages (a GAP-linear readout after every stage: Zamir's early exits)
 
 
 @dataclass(frozen=True, kw_only=True)
 class ImageNetResNetConfig(FamilyConfig):
     natural_input: Shape = (224, 224, 3)  # ImageNet, as torchvision's weights were trained
     natural_classes: int = 1000
+    objective: str = "last"  # one readout
     depth: int  # 18 | 34 | 50 | 101 | 152
+    width: float = 1.0  # channel multiplier: the stem and first stage have round(64 x width); 1 = torchvision
     norm: str = "bn"  # bn | group | none
     share_weights: bool = False
+    share_norm: bool = False  # with share_weights: one BN for the shared block's applications (default per-step)
 
 
 def check_cifar_resnet(c: CifarResNetConfig, num_classes: int, input_shape: Shape) -> None:
@@ -283,16 +332,20 @@ def check_cifar_resnet(c: CifarResNetConfig, num_classes: int, input_shape: Shap
         raise ConfigError(f"model.depth={depth} is not 6n+2 with n >= 1; use 20, 32, 44, 56, 110, ...")
     if c.share_weights and depth < 14:
         raise ConfigError(f"model.share_weights needs 2 or more blocks per stage (depth >= 14), got depth={depth}")
-    check_int("model.width", c.width)
     choice(c.norm, "model.norm", RESNET_NORMS)
     choice(c.shortcut, "model.shortcut", SHORTCUTS)
+    choice(c.exits, "model.exits", RESNET_EXITS)
+    if c.exits == "stages" and c.share_weights:
+        raise ConfigError("model.exits=stages and model.share_weights both take steps; choose one")
 
 
 def build_cifar_resnet(c: CifarResNetConfig, num_classes: int, input_shape: Shape,
                        rngs: nnx.Rngs) -> ResNet:
     check_cifar_resnet(c, num_classes, input_shape)
-    return cifar_resnet(c.depth, num_classes=num_classes, in_channels=input_shape[-1], width=c.width,
-                        share_weights=c.share_weights, norm=c.norm, shortcut=c.shortcut, rngs=rngs)
+    return cifar_resnet(c.depth, num_classes=num_classes, in_channels=input_shape[-1],
+                        width=widen(16, c.width), share_weights=c.share_weights, share_norm=c.share_norm, norm=c.norm,
+                        shortcut=c.shortcut,
+                        exits=c.exits, rngs=rngs)
 
 
 def check_imagenet_resnet(c: ImageNetResNetConfig, num_classes: int, input_shape: Shape) -> None:
@@ -306,4 +359,5 @@ def build_imagenet_resnet(c: ImageNetResNetConfig, num_classes: int, input_shape
                           rngs: nnx.Rngs) -> ResNet:
     check_imagenet_resnet(c, num_classes, input_shape)
     return imagenet_resnet(c.depth, num_classes=num_classes, in_channels=input_shape[-1],
-                           share_weights=c.share_weights, norm=c.norm, rngs=rngs)
+                           width=widen(64, c.width), share_weights=c.share_weights, share_norm=c.share_norm,
+                           norm=c.norm, rngs=rngs)

@@ -99,6 +99,15 @@ def test_reference_matches_the_rolled_scan_unroll():
         assert_same(recbench_logits(model, x, train=train), torch_logits(ref, x, train=train))
 
 
+@pytest.mark.parametrize(("case_name", "overrides"), [("blt", {"width": 0.5}), ("blt", {"norm": "none"}),
+                                                      ("cornet_rt", {"width": 0.25})])
+def test_blt_and_cornet_references_follow_width_and_norm(case_name, overrides):
+    """``model.width`` scales the references' channels as the builders do; a BLT without norm has bottom-up biases."""
+    model, ref, x = pair(case_name, **overrides)
+    for train in (False, True):
+        assert_same(recbench_logits(model, x, train=train), torch_logits(ref, x, train=train))
+
+
 def test_blt_reference_matches_beyond_the_trained_depth():
     model, ref, x = pair("blt", seed=3)
     assert_same(recbench_logits(model, x, train=False, steps=7), torch_logits(ref, x, train=False, steps=7))
@@ -140,3 +149,27 @@ def test_copy_names_what_does_not_fit():
     fewer = build_reference(model_config("blt", topdown=False), 10, (32, 32, 1))
     with pytest.raises(ValueError, match="recbench variables no reference key takes: .*area2_to_area1"):
         torch_state_from(model, fewer)
+
+
+@pytest.mark.parametrize(("preset", "overrides"), [
+    ("liao_poggio_2state", {"steps": 4}),
+    ("liao_poggio_3state", {"steps": 4, "width": 0.5}),  # feedback of stride 4: nearest upsampling, then a conv
+    ("liao_poggio_4state", {"steps": 4, "width": 0.25, "norm": "bn"}),  # one BN shared by the steps
+])
+def test_liao_poggio_reference_matches_each_transition_function(preset, overrides):
+    """Every transition its own conv-BN-ReLU-conv-BN, the lateral identity kept, the stem computed once, feedback
+    that reaches every pixel: the PyTorch reference of the new structure gives the same logits, eval and train."""
+    from recbench.bench.cases import Case
+
+    case = Case(preset, preset, (32, 32, 3), 10, BATCH, "")
+    model = random_model(case, 11, **overrides)
+    ref = build_reference(model_config(preset, **overrides), case.num_classes, case.input_shape)
+    copy_into_torch(model, ref)
+    x = np.random.default_rng(12).standard_normal((BATCH, *case.input_shape), dtype=np.float32)
+    for train in (False, True):
+        assert_same(recbench_logits(model, x, train=train), torch_logits(ref, x, train=train))
+
+
+def test_liao_poggio_reference_refuses_the_stagewise_shared_resnet():
+    with pytest.raises(ValueError, match="two or more states"):
+        build_reference(model_config("liao_poggio_1state"), 10, (32, 32, 3))

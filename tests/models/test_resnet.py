@@ -219,3 +219,101 @@ def test_zero_init_residual_zeros_last_bn_gamma():
     np.testing.assert_array_equal(zeroed.layer1[0].bn2.scale[...], 0)
     np.testing.assert_array_equal(plain.layer1[0].bn2.scale[...], 1)
     np.testing.assert_array_equal(zeroed.layer1[0].bn1.scale[...], 1)
+
+
+# ---- shared BN, shared-weight presets, early exits, ImageNet width -------------------------------------------------
+
+
+def test_share_norm_keeps_one_bn_for_the_shared_block():
+    """``share_norm=False`` (default): the shared block has a BN row per application (time-specific); ``True``: one
+    BN for all of them, (n - 2) rows of 2 BNs x (scale, bias) fewer per stage."""
+    per_step = abstract(cifar_resnet, 20, share_weights=True)
+    shared = abstract(cifar_resnet, 20, share_weights=True, share_norm=True)
+    assert per_step.layer2[1].bn1.scale.get_value().shape == (2, 32)
+    assert shared.layer2[1].bn1.scale.get_value().shape == (1, 32)
+    assert shared.layer2[0].bn1.scale.get_value().shape == (1, 32)  # the unshared first block: as before
+    assert n_params(per_step) - n_params(shared) == 2 * 2 * (16 + 32 + 64)
+    model = cifar_resnet(14, width=4, share_weights=True, share_norm=True, rngs=rngs())
+    model(images(4), train=True)
+    assert model.layer1[1].bn1.mean[...].shape == (1, 4) and not np.allclose(model.layer1[1].bn1.mean[...], 0)
+    out = model(images(4), steps=3)  # beyond the trained count: the one BN again
+    assert out.shape == (1, 4, 10)
+
+
+@pytest.mark.parametrize("depth", [20, 56, 110])
+def test_shared_weight_presets(depth):
+    from recbench.models.registry import build_model
+
+    n = (depth - 2) // 6
+    m = nnx.eval_shape(lambda: build_model(f"resnet{depth}_shared"))
+    drop = sum((n - 2) * 2 * 9 * w * w for w in (16, 32, 64))  # one block's convs kept per stage after the first
+    assert n_params(m) == CIFAR_A[depth] - drop
+    assert m.shared_steps == (n - 1,) * 3 and m.layer3[1].bn2.scale.get_value().shape == (n - 1, 64)
+
+
+def test_early_exits_read_out_after_every_stage():
+    model = cifar_resnet(8, width=4, num_classes=7, exits="stages", rngs=rngs())
+    assert model.trained_steps == 3
+    x = images(3)
+    out = model(x)
+    assert out.shape == (3, 3, 7)
+    ctx = NormContext(train=False)  # each exit: GAP -> its own linear layer, on that stage's output
+    h = jax.nn.relu(model.bn1(model.conv1(x), 0, ctx))
+    for s, head in enumerate((model.exit_fcs[0], model.exit_fcs[1], model.fc)):
+        h = getattr(model, f"layer{s + 1}")[0](h, 0, ctx)
+        np.testing.assert_allclose(out[s], head(jnp.mean(h, axis=(1, 2))), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model(x, steps=2), out[:2], rtol=1e-6)  # the first two exits only
+    for bad in (0, 4, (1, 2)):
+        with pytest.raises(ValueError, match="1..3"):
+            model(x, steps=bad)
+    with pytest.raises(ValueError, match="choose one"):
+        cifar_resnet(20, exits="stages", share_weights=True, rngs=nnx.Rngs(0))
+    # the heads of stages 1 and 2 are the only new parameters; torchvision's names stay where they were
+    assert n_params(abstract(cifar_resnet, 20, exits="stages")) == CIFAR_A[20] + (16 + 1) * 10 + (32 + 1) * 10
+
+
+def test_early_exit_accounting_per_readout():
+    from recbench.models.accounting import describe
+    from recbench.models.registry import build_model, preset
+
+    for name, depth in (("resnet20_exits", 20), ("resnet50_cifar_exits", 50)):
+        assert preset(name).objective == "mean" and preset(name).exits == "stages"
+        n = (depth - 2) // 6
+        m = nnx.eval_shape(lambda name=name: build_model(name))
+        assert m.trained_steps == 3
+        assert n_params(m) == CIFAR_A.get(depth, n_params(abstract(cifar_resnet, depth))) + 170 + 330
+        if depth == 20:
+            d = describe(m, (32, 32, 3))
+            assert d["effective_depth"] == [1 + 2 * n, 1 + 4 * n, 1 + 6 * n] == [7, 13, 19]
+            flops = d["flops_per_image"]
+            assert flops[0] < flops[1] < flops[2]
+            plain = describe(nnx.eval_shape(lambda: build_model("resnet20")), (32, 32, 3))["flops_per_image"][0]
+            assert abs(flops[2] - plain) / plain < 0.01  # the last exit costs the whole net (+ two tiny heads)
+    assert preset("resnet20").objective == "last"
+
+
+def _imagenet_basic_params(blocks, width, classes=1000):
+    """A torchvision basic-block ResNet's parameters, counted from its layout."""
+    total = 49 * 3 * width + 2 * width  # 7x7 stem conv + BN
+    c_in = width
+    for s, n in enumerate(blocks):
+        w = width * 2**s
+        for i in range(n):
+            cin = c_in if i == 0 else w
+            total += 9 * cin * w + 9 * w * w + 4 * w  # two 3x3 convs, two BNs
+            if i == 0 and (s > 0):
+                total += cin * w + 2 * w  # the 1x1 projection + BN
+        c_in = w
+    return total + c_in * classes + classes
+
+
+def test_imagenet_width_multiplier_scales_the_net_and_keeps_torchvision_at_1():
+    from recbench.models.registry import build_model
+
+    assert _imagenet_basic_params((2, 2, 2, 2), 64) == TORCHVISION[18]  # the formula is torchvision's
+    assert n_params(nnx.eval_shape(lambda: build_model("resnet18"))) == TORCHVISION[18]
+    assert n_params(nnx.eval_shape(lambda: build_model("resnet18", width=1.0))) == TORCHVISION[18]
+    narrow = nnx.eval_shape(lambda: build_model("resnet18", width=0.5))
+    assert n_params(narrow) == _imagenet_basic_params((2, 2, 2, 2), 32)
+    assert narrow.conv1.kernel.get_value().shape == (7, 7, 3, 32) and narrow.fc.kernel.get_value().shape == (256, 1000)
+    assert n_params(abstract(imagenet_resnet, 50, width=32)) < TORCHVISION[50] / 3
