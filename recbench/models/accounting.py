@@ -95,12 +95,13 @@ def _count_flops(fn: Callable, args: tuple, cpu: jax.Device | None) -> float | N
 
 def _flops_of(cost: Any) -> float | None:
     """The ``flops`` entry of a cost analysis, whichever shape this jax returns (a dict, a one-element list of
-    dicts in older releases, or ``None`` where the backend has none)."""
+    dicts in older releases, or ``None`` where the backend has none); 0 for a program with nothing to count."""
     if isinstance(cost, (list, tuple)):
         cost = cost[0] if cost else None
-    if not cost or "flops" not in cost:
+    if cost is None:
         return None
-    return float(cost["flops"])
+    # an analysis without a count: nothing to count (a readout the signal has not reached yet: its bias alone)
+    return float(cost.get("flops", 0.0))
 
 
 def _warn_no_flops(no_cpu: bool) -> None:
