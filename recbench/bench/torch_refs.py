@@ -482,7 +482,10 @@ class CifarResNet(nn.Module):
 def cifar_resnet_reference(c: dict, num_classes: int, input_shape) -> CifarResNet:
     if c.get("share_weights") or c.get("norm", "bn") != "bn":
         raise ValueError("the PyTorch ResNet reference is the plain BatchNorm ResNet (no shared weights)")
-    return CifarResNet(c["depth"], num_classes=num_classes, in_channels=input_shape[-1], width=c.get("width", 16),
+    if c.get("exits", "last") != "last":
+        raise ValueError("the PyTorch ResNet reference reads out once (exits=last)")
+    width = max(1, round(16 * c.get("width", 1.0)))  # recbench.models.contract.widen: a multiplier of 16
+    return CifarResNet(c["depth"], num_classes=num_classes, in_channels=input_shape[-1], width=width,
                        shortcut=c.get("shortcut", "A"))
 
 

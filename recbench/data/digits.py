@@ -15,10 +15,11 @@ without ImageMagick, TensorFlow or any system font (no code copied). Rules, and 
   (0.075 of the image) above centre; the default y-offset mean 0.076 cancels that. We apply the same
   rule (anchor = advance centre, line-box centre), so ink is centred on average. Offsets are uniform:
   x in [-0.29, 0.29], y in 0.076 + [-0.19, 0.19] (fractions of the image side).
-* Scale: independent x and y truncated normals, mean 1.0, bounds [0.7, 1.0] (``size_mean``,
+* Scale: digitclutter's default size covariance is zero (``size_cov``), so its scripts render every
+  digit at scale 1.0 and draw nothing for it; ``scale_std=0.0`` (the default) does the same. A positive
+  ``scale_std`` draws independent x and y truncated normals, mean 1.0, bounds [0.7, 1.0] (``size_mean``,
   ``size_min``, ``size_max``; digitclutter's joint 2-D rejection equals per-axis rejection for a
-  diagonal covariance). Its default covariance is zero (its scripts thus render scale 1.0), so the
-  standard deviation is not recorded there; ``_SCALE_STD = 0.2`` is our assumption.
+  diagonal covariance), a variation the published stimuli do not have.
 * Clutter: digits drawn without replacement, each with its own scale and offset, painted in order
   (outline, then face), so later digits occlude earlier ones.
 * Debris (``generate.py::make_debris``, ``add_debris``): each digit is rendered once at scale 1, box
@@ -49,10 +50,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 from recbench.config import check_int
 
-__all__ = ["DEBRIS_LEVELS", "GENERATOR_VERSION", "N_CLASSES", "render_clutter", "render_debris"]
+__all__ = ["DEBRIS_LEVELS", "GENERATOR_VERSION", "N_CLASSES", "check_scale_std", "render_clutter", "render_debris"]
 
 #: Bump when the rendered pixels change, so cached tfds datasets land in a new version folder.
-GENERATOR_VERSION = "1.0.0"
+#: 2.0.0: digits at scale 1.0 by default (``scale_std=0.0``, digitclutter's default); 1.0.0 drew scales with std 0.2.
+GENERATOR_VERSION = "2.0.0"
 #: Number of debris fragments per image, half-open ``[low, high)`` like ``numpy.random.randint``.
 DEBRIS_LEVELS: dict[str, tuple[int, int]] = {"none": (0, 1), "light": (10, 11), "moderate": (30, 31), "heavy": (50, 51)}
 N_CLASSES = 10
@@ -63,7 +65,7 @@ _EDGE_OUT = 10 / 512  # visible outline width / image side (stroke-width 20 cent
 _STRETCH = (0.85, 0.975)  # (x, y): DejaVu Sans Bold figures -> Helvetica-Bold figure proportions
 _LINE_CENTRE_EM = (729 - 218) / 2 / 1000  # Helvetica-Bold line-box centre above the baseline, in em
 _OFFSET_X, _OFFSET_Y, _OFFSET_Y_MEAN = 0.29, 0.19, 0.076
-_SCALE_MIN, _SCALE_MAX, _SCALE_MEAN, _SCALE_STD = 0.7, 1.0, 1.0, 0.2
+_SCALE_MIN, _SCALE_MAX, _SCALE_MEAN = 0.7, 1.0, 1.0
 _FRAGMENT_32 = (6, 9)  # inclusive fragment side range at 32 px
 _SS = 4  # compositing canvas = _SS x output size, box-averaged down (ImageMagick -scale)
 _GLYPH_MARGIN = 3  # canvas px of zeros around each glyph (> resampling kernel half-width 1/0.7)
@@ -167,11 +169,14 @@ def _rng(seed: int, index: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(index,))))
 
 
-def _truncnorm_pair(rng: np.random.Generator) -> np.ndarray:
-    """Two independent N(mean, std) draws truncated to [min, max] by rejection (as digitclutter)."""
+def _truncnorm_pair(rng: np.random.Generator, std: float) -> np.ndarray:
+    """Two independent N(mean, std) draws truncated to [min, max] by rejection (as digitclutter); the mean itself,
+    with no draw, when ``std`` is 0 (digitclutter's zero covariance)."""
+    if std == 0:
+        return np.array([_SCALE_MEAN, _SCALE_MEAN])
     out: list[float] = []
     while len(out) < 2:
-        z = rng.normal(_SCALE_MEAN, _SCALE_STD, 16)
+        z = rng.normal(_SCALE_MEAN, std, 16)
         out.extend(z[(z >= _SCALE_MIN) & (z <= _SCALE_MAX)][: 2 - len(out)].tolist())
     return np.array(out)
 
@@ -200,9 +205,9 @@ def _axis_weights(n_src: int, s: float, t: float, n_dst: int) -> tuple[int, np.n
     return lo, w
 
 
-def _draw_digit(canvas: np.ndarray, bank: _GlyphBank, digit: int, rng: np.random.Generator) -> None:
+def _draw_digit(canvas: np.ndarray, bank: _GlyphBank, digit: int, rng: np.random.Generator, scale_std: float) -> None:
     """Sample scale and offset, then paint one outlined digit over the canvas (premultiplied 'over')."""
-    sx, sy = _truncnorm_pair(rng)
+    sx, sy = _truncnorm_pair(rng, scale_std)
     ox = rng.uniform(-_OFFSET_X, _OFFSET_X)
     oy = _OFFSET_Y_MEAN + rng.uniform(-_OFFSET_Y, _OFFSET_Y)
     n = canvas.shape[0]
@@ -263,6 +268,14 @@ def _add_debris(
         )
 
 
+def check_scale_std(scale_std: object) -> float:
+    """A digit-scale standard deviation: a finite number >= 0 (0: every digit at scale 1, as digitclutter)."""
+    ok = isinstance(scale_std, int | float | np.floating | np.integer) and not isinstance(scale_std, bool)
+    if not ok or not math.isfinite(float(scale_std)) or float(scale_std) < 0:
+        raise ValueError(f"scale_std must be a finite number >= 0, got {scale_std!r}")
+    return float(scale_std)
+
+
 def _check_common(n: int, seed: int, image_size: int, start: int) -> None:
     """Validate the shared arguments (image_size is capped so glyph rasters stay a few MB)."""
     for key, val, low, high in (
@@ -275,7 +288,8 @@ def _check_common(n: int, seed: int, image_size: int, start: int) -> None:
 
 
 def render_debris(
-    n: int, *, seed: int, image_size: int = 32, n_debris: tuple[int, int] = (10, 11), start: int = 0
+    n: int, *, seed: int, image_size: int = 32, n_debris: tuple[int, int] = (10, 11), start: int = 0,
+    scale_std: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render ``n`` digit-debris images: one target digit with debris fragments lying over it.
 
@@ -286,11 +300,14 @@ def render_debris(
       n_debris: half-open ``[low, high)`` range of the fragment count per image (``numpy.random.randint``
         semantics, as digitclutter); see ``DEBRIS_LEVELS`` for the paper's light/moderate/heavy presets.
       start: index of the first image in the seed's stream, so a long stream can be rendered in chunks.
+      scale_std: standard deviation of the digit's x and y scale (truncated to [0.7, 1.0], mean 1); 0 renders it at
+        scale 1 and draws nothing, as digitclutter's default.
 
     Returns:
       ``images`` uint8 ``[n, image_size, image_size, 1]`` and ``labels`` int64 ``[n]`` (the target digit).
     """
     _check_common(n, seed, image_size, start)
+    scale_std = check_scale_std(scale_std)
     lo, hi = _check_range("n_debris", n_debris)
     bank = _glyph_bank(int(image_size))
     images = np.empty((n, image_size, image_size, 1), np.uint8)
@@ -300,7 +317,7 @@ def render_debris(
         rng = _rng(int(seed), int(start) + k)
         digit = int(rng.integers(N_CLASSES))
         canvas.fill(BACKGROUND)
-        _draw_digit(canvas, bank, digit, rng)
+        _draw_digit(canvas, bank, digit, rng, scale_std)
         img = _to_uint8(canvas, image_size)
         _add_debris(img, bank, rng, (lo, hi))
         images[k, :, :, 0] = img
@@ -309,7 +326,7 @@ def render_debris(
 
 
 def render_clutter(
-    n: int, *, seed: int, n_digits: int = 3, image_size: int = 32, start: int = 0
+    n: int, *, seed: int, n_digits: int = 3, image_size: int = 32, start: int = 0, scale_std: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render ``n`` digit-clutter images: ``n_digits`` distinct digits, later ones occluding earlier ones.
 
@@ -319,11 +336,13 @@ def render_clutter(
       n_digits: digits per image, drawn without replacement (the paper uses 3, 4 and 5).
       image_size: output side in pixels.
       start: index of the first image in the seed's stream (for chunked generation).
+      scale_std: standard deviation of each digit's x and y scale, as for :func:`render_debris`.
 
     Returns:
       ``images`` uint8 ``[n, image_size, image_size, 1]`` and ``labels`` uint8 multi-hot ``[n, 10]``.
     """
     _check_common(n, seed, image_size, start)
+    scale_std = check_scale_std(scale_std)
     if isinstance(n_digits, bool) or not isinstance(n_digits, int | np.integer) or not 1 <= n_digits <= 10:
         raise ValueError(f"n_digits must be an integer in 1..10, got {n_digits!r}")
     bank = _glyph_bank(int(image_size))
@@ -335,7 +354,7 @@ def render_clutter(
         digits = rng.choice(N_CLASSES, size=int(n_digits), replace=False)
         canvas.fill(BACKGROUND)
         for digit in digits:
-            _draw_digit(canvas, bank, int(digit), rng)
+            _draw_digit(canvas, bank, int(digit), rng, scale_std)
         images[k, :, :, 0] = _to_uint8(canvas, image_size)
         labels[k, digits] = 1
     return images, labels

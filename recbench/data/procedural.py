@@ -100,40 +100,60 @@ class _ProceduralConfig(tfds.core.BuilderConfig):
         return self.num_train if split == "train" else self.num_test
 
 
+def _scale_tag(scale_std: float) -> str:
+    """The name part of a digit scale std: none for 0 (digitclutter's scale 1), ``-scale0.2`` otherwise."""
+    return f"-scale{scale_std:g}" if scale_std else ""
+
+
+def _check_scale_std(value: object) -> float:
+    try:
+        return digits.check_scale_std(value)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 @dataclasses.dataclass(eq=False)
 class DigitDebrisConfig(_ProceduralConfig):
-    """Digit debris: one target digit with ``n_debris`` (half-open range) fragments over it."""
+    """Digit debris: one target digit with ``n_debris`` (half-open range) fragments over it; ``scale_std`` the
+    standard deviation of its scale (0: scale 1, digitclutter's default)."""
 
     n_debris: tuple[int, int] = digits.DEBRIS_LEVELS["light"]
+    scale_std: float = 0.0
 
     def _check(self) -> None:
         self.n_debris = digits._check_range("n_debris", self.n_debris)
         self.image_size = check_int("image_size", self.image_size, 16, 256)
+        self.scale_std = _check_scale_std(self.scale_std)
 
     def _derived_name(self) -> str:
         level = next((k for k, rng in digits.DEBRIS_LEVELS.items() if tuple(rng) == self.n_debris), None)
         tag = level or f"debris{self.n_debris[0]}to{self.n_debris[1]}"
-        return f"{tag}-{self.image_size}px-{self._counts()}"
+        return f"{tag}-{self.image_size}px{_scale_tag(self.scale_std)}-{self._counts()}"
 
     def _describe(self) -> str:
-        return f"Digit debris, {self.n_debris[0]}..{self.n_debris[1] - 1} fragments, {self.image_size}px"
+        scale = f", scale std {self.scale_std:g}" if self.scale_std else ""
+        return f"Digit debris, {self.n_debris[0]}..{self.n_debris[1] - 1} fragments, {self.image_size}px{scale}"
 
 
 @dataclasses.dataclass(eq=False)
 class DigitClutterConfig(_ProceduralConfig):
-    """Digit clutter: ``n_digits`` distinct overlapping digits (later ones occlude earlier ones)."""
+    """Digit clutter: ``n_digits`` distinct overlapping digits (later ones occlude earlier ones); ``scale_std`` as
+    for digit debris."""
 
     n_digits: int = 3
+    scale_std: float = 0.0
 
     def _check(self) -> None:
         self.n_digits = check_int("n_digits", self.n_digits, 1, 10)
         self.image_size = check_int("image_size", self.image_size, 16, 256)
+        self.scale_std = _check_scale_std(self.scale_std)
 
     def _derived_name(self) -> str:
-        return f"{self.n_digits}digits-{self.image_size}px-{self._counts()}"
+        return f"{self.n_digits}digits-{self.image_size}px{_scale_tag(self.scale_std)}-{self._counts()}"
 
     def _describe(self) -> str:
-        return f"Digit clutter, {self.n_digits} digits, {self.image_size}px"
+        scale = f", scale std {self.scale_std:g}" if self.scale_std else ""
+        return f"Digit clutter, {self.n_digits} digits, {self.image_size}px{scale}"
 
 
 @dataclasses.dataclass(eq=False)
@@ -158,7 +178,10 @@ class _DigitBuilder(GeneratedBuilder, skip_registration=True):
     """Digit sets: each split is one seeded ``render_*`` stream, rendered ``_CHUNK`` images at a time."""
 
     VERSION = tfds.core.Version(digits.GENERATOR_VERSION)
-    RELEASE_NOTES: ClassVar[dict[str, str]] = {digits.GENERATOR_VERSION: "numpy/PIL port of digitclutter."}
+    RELEASE_NOTES: ClassVar[dict[str, str]] = {
+        "1.0.0": "numpy/PIL port of digitclutter (digit scales drawn with std 0.2).",
+        "2.0.0": "Digits at scale 1 unless scale_std > 0 (digitclutter's default); scale_std joins the config name.",
+    }
     CITATION: ClassVar[str] = _DIGITS_CITATION
     HOMEPAGE: ClassVar[str] = "https://github.com/cjspoerer/digitclutter"
     builder_config: _ProceduralConfig
@@ -188,7 +211,8 @@ class DigitDebris(_DigitBuilder):
 
     def _render(self, n: int, seed: int, start: int) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.builder_config
-        return digits.render_debris(n, seed=seed, image_size=cfg.image_size, n_debris=cfg.n_debris, start=start)
+        return digits.render_debris(n, seed=seed, image_size=cfg.image_size, n_debris=cfg.n_debris, start=start,
+                                    scale_std=cfg.scale_std)
 
 
 class DigitClutter(_DigitBuilder):
@@ -203,7 +227,8 @@ class DigitClutter(_DigitBuilder):
 
     def _render(self, n: int, seed: int, start: int) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.builder_config
-        return digits.render_clutter(n, seed=seed, image_size=cfg.image_size, n_digits=cfg.n_digits, start=start)
+        return digits.render_clutter(n, seed=seed, image_size=cfg.image_size, n_digits=cfg.n_digits, start=start,
+                                     scale_std=cfg.scale_std)
 
 
 class Pathfinder(GeneratedBuilder):
@@ -276,7 +301,8 @@ def prepare(
       data_dir: tfds data directory; each parameter set gets its own ``<name>/<config>/<version>`` folder.
       progress: print one ``recbench: generating ...`` line on stderr when it builds (tfds' bars never show).
       **params: config fields: ``image_size``, ``num_train``, ``num_test``, ``seed``, and ``level`` or
-        ``n_debris`` (digit_debris), ``n_digits`` (digit_clutter), ``contour_length`` (pathfinder).
+        ``n_debris`` (digit_debris), ``n_digits`` (digit_clutter), ``scale_std`` (both digit sets),
+        ``contour_length`` (pathfinder).
 
     Returns:
       ``{"train": (images, labels), "test": (images, labels)}``; images uint8 ``[N, H, W, 1]``, labels int64

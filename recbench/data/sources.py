@@ -72,11 +72,13 @@ class ProceduralConfig:
 @dataclass(frozen=True)
 class DigitDebrisConfig(ProceduralConfig):
     level: str = "light"
+    scale_std: float = 0.0  # std of the digit's scale; 0 = scale 1, the public digitclutter generator's default
 
 
 @dataclass(frozen=True)
 class DigitClutterConfig(ProceduralConfig):
     n_digits: int = 3
+    scale_std: float = 0.0  # as for digit debris
 
 
 def _check_sizes(c) -> None:
@@ -86,16 +88,27 @@ def _check_sizes(c) -> None:
     choice(c.augment, "dataset.augment", AUGMENTATIONS)
 
 
+def _check_scale_std(c) -> None:
+    from recbench.data.digits import check_scale_std
+
+    try:
+        check_scale_std(c.scale_std)
+    except ValueError as e:
+        raise ConfigError(f"dataset.{e}") from None
+
+
 def _check_debris(c: DigitDebrisConfig) -> None:
     from recbench.data.digits import DEBRIS_LEVELS
 
     _check_sizes(c)
     choice(c.level, "dataset.level", tuple(DEBRIS_LEVELS))
+    _check_scale_std(c)
 
 
 def _check_clutter(c: DigitClutterConfig) -> None:
     _check_sizes(c)
     choice(c.n_digits, "dataset.n_digits", (3, 4, 5))
+    _check_scale_std(c)
 
 
 # --- Pathfinder (Linsley et al. 2018; LRA): are both markers on one dashed curve? Binary labels. ---------------
@@ -129,8 +142,8 @@ class _Generated:
 
 
 _GENERATED = {
-    "digit_debris": _Generated(("level",), 10, DIGIT_NAMES),
-    "digit_clutter": _Generated(("n_digits",), 10, DIGIT_NAMES, multilabel=True),
+    "digit_debris": _Generated(("level", "scale_std"), 10, DIGIT_NAMES),
+    "digit_clutter": _Generated(("n_digits", "scale_std"), 10, DIGIT_NAMES, multilabel=True),
     "pathfinder": _Generated(("contour_length",), 2, PATHFINDER_LABELS),
 }
 

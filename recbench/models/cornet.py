@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from recbench.models.contract import EngineConfig, Shape
+from recbench.models.contract import EngineConfig, Shape, widen
 from recbench.models.engine import IMAGE, AreaGraph, AreaSpec, EdgeSpec, GraphSpec
 from recbench.models.torch_weights import Renamed, Renamer, register_torch_renamer
 
@@ -26,6 +26,8 @@ class CornetConfig(EngineConfig):
 
     natural_input: Shape = (224, 224, 3)  # ImageNet, as CORnet was trained
     natural_classes: int = 1000
+    # dicarlolab/CORnet's decoder reads IT after the last step, and ImageNet training scores that output only
+    objective: str = "last"
     variant: str  # z | r | rt | s
     steps: int = 5  # R/RT: ``times``; S: IT's steps (V2 and V4 keep area_steps); Z is feedforward (1)
     topdown: bool = False  # R/RT: add feedback IT -> V4 -> V2 -> V1 (Kar et al. 2019)
@@ -35,17 +37,20 @@ class CornetConfig(EngineConfig):
 
 
 def cornet(c: CornetConfig, num_classes: int, input_shape: Shape) -> GraphSpec:
+    """The variant's graph; ``width`` scales every area's channels (V1 64, V2 128, V4 256, IT 512 at 1.0; CORnet-S's
+    V1 64 too), so published weights load only at width 1."""
     common = dict(in_channels=input_shape[-1], num_classes=num_classes, unroll=c.unroll,
                   topdown_resample=c.topdown_resample, input_size=input_shape[0])
+    widths = tuple(widen(w, c.width) for w in _WIDTHS)
     if c.variant == "z":  # conv → ReLU → 3x3/2 max-pool per area; feedforward
         areas = tuple(AreaSpec(n, w, pool=4 if i == 0 else 2, post_pool=True)
-                      for i, (n, w) in enumerate(zip(CORNET_AREAS, _WIDTHS, strict=True)))
+                      for i, (n, w) in enumerate(zip(CORNET_AREAS, widths, strict=True)))
         edges = tuple(EdgeSpec("bottom_up", i - 1, i, 7 if i == 0 else 3, stride=2 if i == 0 else 1, bias=True)
                       for i in range(4))
         return GraphSpec(areas, edges, steps=1, schedule="stagewise", norm=c.norm or "none", **common)
     if c.variant in ("r", "rt"):  # input conv + GN + ReLU, added to the state, then conv + GN + ReLU
         areas = tuple(AreaSpec(n, w, pool=4 if i == 0 else 2, cell="conv")
-                      for i, (n, w) in enumerate(zip(CORNET_AREAS, _WIDTHS, strict=True)))
+                      for i, (n, w) in enumerate(zip(CORNET_AREAS, widths, strict=True)))
         edges = [EdgeSpec("bottom_up", i - 1, i, 7 if i == 0 else 3, stride=4 if i == 0 else 2, norm_act=True,
                           bias=True) for i in range(4)]
         edges += [EdgeSpec("lateral", i, i, 0) for i in range(4)]
@@ -58,8 +63,8 @@ def cornet(c: CornetConfig, num_classes: int, input_shape: Shape) -> GraphSpec:
             raise ValueError(f"area_steps takes the steps of V2 and V4 (IT's are steps), got {list(c.area_steps)}")
         v1_0, v1, *higher = CORNET_S_AREAS
         steps = (*c.area_steps, c.steps)
-        areas = (AreaSpec(v1_0, 64, pool=4, steps=1, post_pool=True), AreaSpec(v1, 64, steps=1)) + tuple(
-            AreaSpec(n, w, pool=2, cell="bottleneck", steps=s) for n, w, s in zip(higher, _WIDTHS[1:], steps,
+        areas = (AreaSpec(v1_0, widths[0], pool=4, steps=1, post_pool=True), AreaSpec(v1, widths[0], steps=1)) + tuple(
+            AreaSpec(n, w, pool=2, cell="bottleneck", steps=s) for n, w, s in zip(higher, widths[1:], steps,
                                                                                   strict=True))
         edges = [EdgeSpec("bottom_up", IMAGE, 0, 7, stride=2), EdgeSpec("bottom_up", 0, 1, 3)]
         edges += [EdgeSpec("bottom_up", i - 1, i, 1) for i in (2, 3, 4)]

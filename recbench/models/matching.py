@@ -9,7 +9,9 @@ a feedforward net given the same budget. Starting from B, each control spends th
 * ``depth``  (B-D): extra layers (3x3, the last area's width) are added while under the target; widths of
   the added layers then close the gap.
 
-Counts are exact: :func:`chain_params` adds up the same weights the engine creates (tested against it).
+Counts are exact: :func:`chain_params` adds up the same weights the engine creates (tested against it). The
+controls are feedforward, so they run once and their BatchNorms have one row, while the recurrent target has a row
+per step: each side is counted as it is built (:meth:`GraphSpec.area_steps`).
 """
 
 from __future__ import annotations
@@ -29,8 +31,11 @@ def chain_params(spec: GraphSpec) -> int:
         c_in = spec.in_channels if e.src < 0 else spec.areas[e.src].channels
         c_out = spec.areas[e.dst].channels
         total += e.kernel * e.kernel * c_in * c_out + (c_out if e.bias else 0)
-    rows = {"bn_step": spec.steps, "bn": 1, "group": 1, "none": 0}[spec.norm]
-    total += sum(2 * a.channels * rows for a in spec.areas)
+
+    def rows(i: int) -> int:  # affine rows of area i's norm
+        return {"bn_step": spec.area_steps(i), "bn": 1, "group": 1, "lrn": 0, "none": 0}[spec.norm]
+
+    total += sum(2 * a.channels * rows(i) for i, a in enumerate(spec.areas))
     features = spec.areas[-1].channels
     if spec.readout == "flatten":
         side = -(-spec.input_size // spec.scale(len(spec.areas) - 1))

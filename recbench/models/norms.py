@@ -5,6 +5,9 @@ BatchNorms of CORnet-S): the conv weights are shared over steps but every step h
 and affine. ``StepNorm`` stores one row per trained step and, for steps beyond those trained (test-time
 unroll), reuses the last row.
 
+``lrn`` is the other normalisation of the period, local response normalisation across channels (Krizhevsky et al.
+2012), which Spoerer et al. 2017 used instead of BatchNorm: parameter-free and stateless, the same at every step.
+
 Batch statistics are *returned* through a :class:`NormContext` instead of being written inside the
 forward pass. That keeps every time step a pure function, so the same step runs inside a rolled
 ``lax.scan`` or a Python loop; the running averages are written once after the unroll.
@@ -18,7 +21,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-NORM_KINDS = ("bn_step", "bn", "group", "none")
+NORM_KINDS = ("bn_step", "bn", "group", "lrn", "none")
+#: Norms without a learned shift: a layer normalised by one of these needs a bias of its own.
+AFFINE_FREE = ("lrn", "none")
+#: Local response normalisation as Spoerer et al. 2017 and its public re-implementations set it (a window of 5
+#: channels, alpha 1e-4, beta 0.5, k 1), in TensorFlow's form: ``x / (k + alpha * sum_window x^2) ** beta``, alpha
+#: *not* divided by the window (Caffe and PyTorch divide it by the window size).
+LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.5, 1.0
 
 
 @dataclass
@@ -42,9 +51,12 @@ class NormContext:
 
 
 class StepNorm(nnx.Module):
-    """Per-step BatchNorm (``bn_step``), shared BatchNorm (``bn``), GroupNorm (``group``) or identity.
+    """Per-step BatchNorm (``bn_step``), shared BatchNorm (``bn``), GroupNorm (``group``), local response
+    normalisation (``lrn``: :func:`local_response_norm`, no parameters) or identity.
 
-    ``steps`` is the number of trained time steps (rows of statistics and affine for ``bn_step``).
+    ``steps`` is the number of trained time steps (rows of statistics and affine for ``bn_step``). ``post_act``
+    says whether the norm belongs *after* the nonlinearity it accompanies (LRN, as Spoerer et al. apply it) rather
+    than before it (BatchNorm, GroupNorm); cells that place their norm next to a ReLU ask it.
     """
 
     def __init__(
@@ -64,7 +76,8 @@ class StepNorm(nnx.Module):
         self.momentum = momentum
         self.eps = eps
         self.rows = steps if kind == "bn_step" else 1
-        if kind == "none":
+        self.post_act = kind == "lrn"
+        if kind in ("none", "lrn"):
             return
         shape = (self.rows, channels) if kind != "group" else (channels,)
         self.scale = nnx.Param(jnp.full(shape, scale_init, jnp.float32))
@@ -85,6 +98,8 @@ class StepNorm(nnx.Module):
     def __call__(self, x: jax.Array, t, ctx: NormContext) -> jax.Array:
         if self.kind == "none":
             return x
+        if self.kind == "lrn":
+            return local_response_norm(x)
         if self.kind == "group":
             return self._group(x)
         row = self._row(t)
@@ -125,6 +140,20 @@ class StepNorm(nnx.Module):
             new_var = new_var.at[row].set(m * new_var[row] + (1 - m) * vars_[i])
         self.mean.set_value(new_mean)
         self.var.set_value(new_var)
+
+
+def local_response_norm(x: jax.Array, *, size: int = LRN_SIZE, alpha: float = LRN_ALPHA, beta: float = LRN_BETA,
+                        k: float = LRN_K) -> jax.Array:
+    """Local response normalisation across the channel (last) axis: ``x_c / (k + alpha * S_c) ** beta`` with ``S_c``
+    the sum of ``x²`` over the ``size`` channels centred on ``c`` (fewer at the ends: zero-padded), TensorFlow's
+    ``tf.nn.local_response_normalization`` with ``depth_radius = size // 2``."""
+    half = size // 2
+    sq = jnp.square(x.astype(jnp.float32))
+    padded = jnp.pad(sq, [(0, 0)] * (x.ndim - 1) + [(half, half)])
+    c = x.shape[-1]
+    window = sum(padded[..., i : i + c] for i in range(size))
+    scale = (k + alpha * window) ** -beta if beta != 0.5 else jax.lax.rsqrt(k + alpha * window)
+    return (x.astype(jnp.float32) * scale).astype(x.dtype)
 
 
 def batch_moments(x: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -10,6 +10,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from recbench.data import cli, stock
+from recbench.data.digits import GENERATOR_VERSION
 
 TINY = ["dataset.num_train=64", "dataset.num_test=16"]
 
@@ -30,7 +31,7 @@ def test_info_says_where_a_dataset_lives_before_it_is_built(capsys, tmp_path):
     info = json.loads(out)
     assert code == 0 and info["prepared"] is False
     assert info["splits"] == {"train": 64, "test": 16} and info["num_classes"] == 10
-    assert info["location"] == f"{tmp_path}/digit_debris/heavy-32px-n64-16-s0/1.0.0"
+    assert info["location"] == f"{tmp_path}/digit_debris/heavy-32px-n64-16-s0/{GENERATOR_VERSION}"
     assert not any(tmp_path.iterdir())
 
 

@@ -83,9 +83,40 @@ def test_appearance_black_face_white_outline_grey_background():
     assert values[np.argmax(counts)] == 119  # background is the most common grey level
     assert (px.min(axis=(1, 2)) <= 10).all()  # every image has a (near) black face
     assert (px.max(axis=(1, 2)) >= 160).all()  # and a white outline (thin: antialiased at 32 px)
-    # the digit roughly fills the height: 0.71 em x 0.75 x scale in [0.7, 1] of 32 px (+ outline)
-    heights = np.array([np.ptp(np.flatnonzero((p != 119).any(1))) + 1 for p in px])
-    assert 11 <= heights.min() and heights.max() <= 22 and 15 <= heights.mean() <= 19
+    # the digit fills the height: 0.71 em x 0.75 of 32 px at scale 1 (+ outline), the same size in every image
+    heights = _heights(img)
+    assert 18 <= heights.min() and heights.max() <= 21 and np.ptp(heights) <= 1
+
+
+def _heights(img: np.ndarray) -> np.ndarray:
+    return np.array([np.ptp(np.flatnonzero((p != 119).any(1))) + 1 for p in img[..., 0]])
+
+
+def test_digits_are_at_scale_one_by_default_as_the_public_generator():
+    """digitclutter's size covariance defaults to zero, so its digits are all drawn at scale 1.0 (GENERATOR_VERSION
+    1.0.0 drew scales with std 0.2 by default, which varied the digit height from 11 to 22 px)."""
+    default, lab = render_debris(100, seed=5, n_debris=(0, 1))
+    explicit, lab0 = render_debris(100, seed=5, n_debris=(0, 1), scale_std=0.0)
+    assert np.array_equal(default, explicit) and np.array_equal(lab, lab0)
+    assert np.ptp(_heights(default)) <= 1
+    assert digits.GENERATOR_VERSION == "2.0.0"
+
+
+@pytest.mark.parametrize("render", [render_debris, render_clutter])
+def test_scale_std_draws_smaller_digits_of_varying_size(render):
+    kwargs = dict(n_debris=(0, 1)) if render is render_debris else dict(n_digits=1)
+    fixed, lab0 = render(100, seed=6, **kwargs)
+    varied, lab1 = render(100, seed=6, scale_std=0.2, **kwargs)
+    assert np.array_equal(lab0, lab1)  # the label is drawn before the scale
+    h0, h1 = _heights(fixed), _heights(varied)
+    assert np.ptp(h1) >= 4 and h1.mean() < h0.mean() - 1  # truncated to [0.7, 1]: never larger than scale 1
+    assert h1.max() <= h0.max() and h1.min() >= 0.7 * h0.min() - 2
+
+
+@pytest.mark.parametrize("value", [-0.1, float("nan"), float("inf"), "0.2", True])
+def test_bad_scale_std_raises(value):
+    with pytest.raises(ValueError, match="scale_std"):
+        render_debris(2, seed=0, scale_std=value)
 
 
 @pytest.mark.parametrize("size", [32, 64])
@@ -187,3 +218,40 @@ def test_negative_n_raises():
 def test_font_is_matplotlibs_bundled_dejavu():
     path = Path(digits._font_path())
     assert path.name == "DejaVuSans-Bold.ttf" and "mpl-data" in path.parts
+
+
+def test_scale_std_is_part_of_the_cache_key(tmp_path):
+    """A dataset config's ``scale_std`` reaches the tfds builder and names its cache folder, and the version folder
+    is the generator's, so neither a 1.0.0 cache (std 0.2 pixels) nor another std's is read for the default."""
+    from omegaconf import OmegaConf
+
+    from recbench.data import procedural, sources
+
+    default = procedural.builder("digit_debris", data_dir=tmp_path, level="heavy", num_train=8, num_test=4)
+    varied = procedural.builder("digit_debris", data_dir=tmp_path, level="heavy", num_train=8, num_test=4,
+                                scale_std=0.2)
+    clutter = procedural.builder("digit_clutter", data_dir=tmp_path, num_train=8, num_test=4, scale_std=0.15)
+    assert default.builder_config.name == "heavy-32px-n8-4-s0"  # the public generator's default keeps its name
+    assert varied.builder_config.name == "heavy-32px-scale0.2-n8-4-s0"
+    assert clutter.builder_config.name == "3digits-32px-scale0.15-n8-4-s0"
+    assert str(default.data_dir).endswith(f"/heavy-32px-n8-4-s0/{digits.GENERATOR_VERSION}")
+    cfg = OmegaConf.create({"name": "digit_debris", "level": "heavy", "scale_std": 0.2, "num_train": 8,
+                            "num_test": 4})
+    info = sources.describe_dataset(cfg, data_dir=str(tmp_path))
+    assert info["tfds_name"] == "digit_debris/heavy-32px-scale0.2-n8-4-s0"
+    splits = procedural.prepare("digit_debris", data_dir=tmp_path, progress=False, level="none", num_train=6,
+                                num_test=2, scale_std=0.2)
+    seed = procedural.split_seed(0, "train")
+    assert np.array_equal(splits["train"][0], render_debris(6, seed=seed, n_debris=(0, 1), scale_std=0.2)[0])
+
+
+@pytest.mark.parametrize("value", [-1, "big"])
+def test_bad_scale_std_in_a_dataset_config_is_a_config_error(tmp_path, value):
+    from omegaconf import OmegaConf
+
+    from recbench.config import ConfigError
+    from recbench.data import sources
+
+    with pytest.raises(ConfigError, match="scale_std"):
+        sources.describe_dataset(OmegaConf.create({"name": "digit_clutter", "scale_std": value}),
+                                 data_dir=str(tmp_path))
