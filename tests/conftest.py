@@ -35,6 +35,12 @@ def data_dir(tmp_path_factory) -> str:
 
 
 @pytest.fixture
+def tiny_overrides() -> tuple[str, ...]:
+    """The tiny config's overrides, for tests that start the real command line."""
+    return TINY
+
+
+@pytest.fixture
 def tiny_cfg(data_dir):
     """``tiny_cfg(*overrides)``: a private copy of the tiny config (composed once per override set), data in the
     session's data dir. Tests change it further by assignment, e.g. ``cfg.trainer.total_steps = 12``."""

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import jax
 import pytest
-from conftest import TINY  # tests/conftest.py: pytest puts tests/ on sys.path
 from jax import monitoring
 from jax.experimental.compilation_cache import compilation_cache
 
@@ -68,9 +67,9 @@ def test_empty_path_writes_nothing(tmp_path, tiny_cfg, cache_events):
     assert cache_events == [] and _entries(tmp_path) == set()
 
 
-def test_recbench_turns_the_cache_on_at_paths_compile_cache(tmp_path, data_dir):
+def test_recbench_turns_the_cache_on_at_paths_compile_cache(tmp_path, data_dir, tiny_overrides):
     environ = {k: v for k, v in os.environ.items() if k not in ("JAX_ENABLE_COMPILATION_CACHE", env.CACHE_OPT_OUT)}
-    argv = ["recbench", *TINY, f"paths.output_root={tmp_path / 'out'}", f"paths.data_dir={data_dir}"]
+    argv = ["recbench", *tiny_overrides, f"paths.output_root={tmp_path / 'out'}", f"paths.data_dir={data_dir}"]
     script = f"import sys; sys.argv = {argv!r}; from recbench.cli import train_main; train_main()"
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=environ, capture_output=True, text=True,
                           timeout=300)
