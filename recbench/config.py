@@ -262,9 +262,8 @@ def name_presets(cfg: DictConfig, choices: dict) -> DictConfig:
     return cfg
 
 
-def sweep_params(overrides: list[str]) -> dict[str, str]:
-    """The sweep an experiment preset declares (``hydra.sweeper.params``, resolved at the chosen ``scale``), as
-    ``{key: "v1,v2,..."}``; what ``recbench -m experiment=X`` runs besides the command line's own sweeps."""
+def _compose(overrides: list[str]) -> DictConfig:
+    """The training config with its ``hydra`` node, composed as the Hydra app would, outside it."""
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
@@ -272,24 +271,19 @@ def sweep_params(overrides: list[str]) -> dict[str, str]:
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
-    params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None)
-    if not params:
-        return {}
-    with open_dict(cfg):  # the values may read the task config (${at_scale:...} reads ``scale``)
-        return {str(k): str(v) for k, v in params.items()}
+        return compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
+
+
+def sweep_params(overrides: list[str]) -> dict[str, str]:
+    """The sweep an experiment preset declares (``hydra.sweeper.params``, resolved at the chosen ``scale``), as
+    ``{key: "v1,v2,..."}``; what ``recbench -m experiment=X`` runs besides the command line's own sweeps."""
+    params = OmegaConf.select(_compose(overrides), "hydra.sweeper.params", default=None)
+    return {str(k): str(v) for k, v in (params or {}).items()}
 
 
 def compose_train(overrides: list[str]) -> DictConfig:
     """Compose the training config as Hydra would, outside a Hydra app (tests, notebooks, recbench-info)."""
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-
-    register()
-    if GlobalHydra.instance().is_initialized():
-        GlobalHydra.instance().clear()
-    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
+    cfg = _compose(overrides)
     choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
     with open_dict(cfg):
         del cfg["hydra"]

@@ -38,6 +38,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from recbench.models.contract import widen
+
 IMAGE = -1  # source index of the input image, as in recbench.models.engine
 _EDGE_KINDS = ("bottom_up", "recall", "lateral", "topdown")  # the order the engine sums a drive in
 
@@ -344,7 +346,7 @@ def blt_reference(c: dict, num_classes: int, input_shape) -> GraphNet:
     if c.get("norm") == "lrn":
         raise ValueError("the PyTorch BLT reference has no local response normalisation")
     width = c.get("width", 1.0)
-    channels = [max(1, round(w * width)) for w in c["channels"]]  # recbench.models.contract.widen
+    channels = [widen(w, width) for w in c["channels"]]
     pools, kernels = list(c["pools"]), list(c["kernels"])
     n = len(channels)
     names = c.get("area_names") or [f"area{i + 1}" for i in range(n)]
@@ -373,7 +375,7 @@ def cornet_reference(c: dict, num_classes: int, input_shape) -> GraphNet:
         raise ValueError(f"the PyTorch CORnet reference is CORnet-R/RT, not variant {c['variant']!r}")
     if c.get("topdown") and c.get("topdown_resample", "transpose") != "transpose":
         raise ValueError("the PyTorch CORnet reference has transposed-conv top-down edges")
-    widths = [max(1, round(w * c.get("width", 1.0))) for w in CORNET_WIDTHS]  # recbench.models.contract.widen
+    widths = [widen(w, c.get("width", 1.0)) for w in CORNET_WIDTHS]
     areas = [AreaDef(n, w, 4 if i == 0 else 2, "conv") for i, (n, w) in enumerate(zip(CORNET_AREAS, widths,
                                                                                       strict=True))]
     edges = [EdgeDef("bottom_up", i - 1, i, 7 if i == 0 else 3, 4 if i == 0 else 2, norm_act=True, bias=True)
@@ -400,7 +402,7 @@ def liao_poggio_reference(c: dict, num_classes: int, input_shape) -> GraphNet:
         raise ValueError("the PyTorch Liao & Poggio reference has transposed-conv feedback where the kernel covers "
                          "the stride")
     width = c.get("width", 1.0)
-    channels = [max(1, round(w * width)) for w in list(c["channels"])[:states]]  # recbench.models.contract.widen
+    channels = [widen(w, width) for w in list(c["channels"])[:states]]
     names = CORNET_AREAS if states == 4 else tuple(f"S{i + 1}" for i in range(states))
     areas = [AreaDef("stem", channels[0], rows=1, once=True)] + [
         AreaDef(n, w, 1 if i == 0 else 2, "sum") for i, (n, w) in enumerate(zip(names, channels, strict=True))]
@@ -484,7 +486,7 @@ def cifar_resnet_reference(c: dict, num_classes: int, input_shape) -> CifarResNe
         raise ValueError("the PyTorch ResNet reference is the plain BatchNorm ResNet (no shared weights)")
     if c.get("exits", "last") != "last":
         raise ValueError("the PyTorch ResNet reference reads out once (exits=last)")
-    width = max(1, round(16 * c.get("width", 1.0)))  # recbench.models.contract.widen: a multiplier of 16
+    width = widen(16, c.get("width", 1.0))  # a multiplier of the base width 16, as resnet.py
     return CifarResNet(c["depth"], num_classes=num_classes, in_channels=input_shape[-1], width=width,
                        shortcut=c.get("shortcut", "A"))
 

@@ -105,6 +105,7 @@ class GraphSpec:
     remat: bool = False  # recompute each step in the backward pass (saves memory in the rolled form)
     zero_absent: bool = False  # an area with no input yet runs its cell on a zero drive (CORnet) instead of waiting
     names: tuple[str, ...] = field(init=False)
+    _edge_names: dict = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         object.__setattr__(self, "names", tuple(a.name for a in self.areas))
@@ -132,6 +133,7 @@ class GraphSpec:
             _check(a.blocks >= 1 and (a.blocks == 1 or a.cell == "residual"),
                    f"area {a.name}: blocks > 1 needs the residual cell")
         _check(any(e.src == IMAGE for e in self.edges), "no edge reads the image (src=-1)")
+        object.__setattr__(self, "_edge_names", {e: self._name(e) for e in self.edges})
 
     def scale(self, i: int) -> int:
         """Downsampling factor of area ``i`` relative to the image (1 for the image itself)."""
@@ -169,6 +171,9 @@ class GraphSpec:
         return self.area_steps(len(self.areas) - 1) if self.schedule == "stagewise" else self.steps
 
     def edge_name(self, e: EdgeSpec) -> str:
+        return self._edge_names[e]
+
+    def _name(self, e: EdgeSpec) -> str:
         """The edge's module name (its weights' path): ``V1_to_V2``, ``input_to_V1_recall``, ``V4_to_V4_skip2``;
         an identity edge that shares its ends with a weighted one is ``..._identity``."""
         src = "input" if e.src == IMAGE else self.names[e.src]
