@@ -16,10 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 import recbench  # noqa: F401  (sets XLA flags before JAX starts)
 from recbench.config import (
     CONFIG_PATH,
-    SCALES,
     ConfigError,
-    choice,
-    compose_train,
+    check_folder,
+    compose_checked,
     group_choices,
     name_presets,
     register,
@@ -70,6 +69,7 @@ def check_overrides(overrides: list[str], multirun: bool = False) -> list[DictCo
     """Compose and validate every variant of the command line (and, for a multirun, of the sweep its experiment
     preset declares) before Hydra runs anything."""
     configs = []
+    hydra_dirs = [o.partition("=")[::2] for o in overrides if o.startswith("hydra.")]
     overrides = [o for o in overrides if not o.startswith("hydra")]
     if multirun and any(o.partition("=")[0] == "experiment" for o in overrides):
         from recbench.config import sweep_params
@@ -88,74 +88,131 @@ def check_overrides(overrides: list[str], multirun: bool = False) -> list[DictCo
                 choices = group_choices(group)
                 if value not in choices and value != "null":
                     raise ConfigError(f"unknown {group} {value!r}; choose one of: {', '.join(choices)}")
-        try:
-            cfg = compose_train(variant)
-        except ConfigError:
-            raise
-        except Exception as e:  # Hydra/OmegaConf composition errors, with the reason they carry
-            cause = f": {str(e.__cause__).splitlines()[0]}" if e.__cause__ else ""
-            raise ConfigError(" ".join(str(e).split()) + cause) from None
+        cfg = compose_checked(variant)
         validate_config(cfg)
         configs.append(cfg)
+    for key, value in hydra_dirs:  # where Hydra itself writes: a folder that cannot be made fails here, not in Hydra
+        if key == ("hydra.sweep.dir" if multirun else "hydra.run.dir") and "${" not in value:
+            check_folder(key, value, create=True)
     return configs
 
 
 def validate_config(cfg: DictConfig) -> None:
-    """Every section checked by the module that owns it, before anything is built."""
-    from recbench.config import OptimConfig, TrainerConfig, as_schema
+    """Every section checked by the module that owns it, before anything is built: every key known, every choice
+    one of its options, every number in its range; the paths last, as the output root is made to test it."""
+    from recbench.config import OptimConfig, TrainerConfig, as_schema, check_keys, validate_paths, validate_run_keys
     from recbench.data.sources import dataset_meta
     from recbench.models.registry import validate_model_config
     from recbench.train.optim import validate_optim
     from recbench.train.run import check_objective, validate_trainer
     from recbench.train.runlog import resolve_wandb_mode
 
-    choice(cfg.get("scale", "cpu"), "scale", SCALES)  # before any ${at_scale:...} resolves
+    check_keys(cfg)
+    validate_run_keys(cfg)
     shape, num_classes = dataset_meta(cfg.dataset)
-    validate_model_config(cfg.model, shape, num_classes)
+    readouts = validate_model_config(cfg.model, shape, num_classes)
     trainer = as_schema(cfg.trainer, TrainerConfig)
     validate_trainer(trainer)
-    check_objective(cfg, trainer)
+    check_objective(cfg, trainer, readouts)
     validate_optim(as_schema(cfg.optim, OptimConfig))
     resolve_wandb_mode(cfg.logger.wandb.mode)
+    validate_paths(cfg.paths)
 
 
 @hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")
 def _train_app(cfg: DictConfig) -> float:
+    """One job. Its outcome goes to ``status.json`` in its run directory and, in a multirun, to the sweep's
+    ``sweep_summary.json``. A single run ends on a failure with its one line and exit code (docs/reliability.md);
+    a multirun job that fails is recorded and the sweep goes on to the next job. Preemption ends the whole process
+    either way (its checkpoint is saved; the launcher requeues it)."""
     import logging
+    import traceback
+    from pathlib import Path
 
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
+    from recbench.faults import Preempted, RunError, outcome_of, record_outcome
     from recbench.train.loop import train_and_evaluate
-    from recbench.train.parallel import initialize_distributed
+    from recbench.train.parallel import initialize_distributed, is_writer
 
     for name in ("jax", "absl", "orbax", "tensorflow_datasets"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    runtime = HydraConfig.get().runtime
+    hydra_cfg = HydraConfig.get()
+    runtime = hydra_cfg.runtime
     name_presets(cfg, dict(runtime.choices))
+    workdir = Path(runtime.output_dir)
+    sweep_dir = Path(hydra_cfg.sweep.dir) if hydra_cfg.mode == RunMode.MULTIRUN else None
+    if sweep_dir is not None:
+        _LAST_SWEEP["dir"] = str(sweep_dir)
     try:
         initialize_distributed()  # idempotent; under hydra-submitit each SLURM task starts here, not in train_main
         enable_compile_cache(cfg.paths.compile_cache)  # before the train step compiles, so a rerun loads it
-        summary = train_and_evaluate(cfg, runtime.output_dir)
-    except ConfigError as e:
-        fail(str(e))
+        summary = train_and_evaluate(cfg, workdir)
+    except Preempted as e:
+        if is_writer():
+            record_outcome(workdir, outcome_of(e), sweep_dir)
+        sys.exit(e.exit_code)  # its line is printed; SystemExit passes through Hydra's job runner, ending a sweep too
+    except Exception as e:
+        if is_writer():
+            record_outcome(workdir, outcome_of(e), sweep_dir)
+        one_line = isinstance(e, (ConfigError, RunError))
+        if not one_line:
+            (workdir / "error.txt").write_text(traceback.format_exc())
+        if sweep_dir is None:
+            if one_line:
+                fail(str(e), getattr(e, "exit_code", 2))
+            raise  # a bug: Hydra prints the traceback (also in error.txt)
+        what = str(e) if one_line else f"{type(e).__name__}: {' '.join(str(e).split())[:300]} (traceback in " \
+                                         f"{workdir / 'error.txt'})"
+        print(f"recbench: job {workdir.name} failed: {what}; the sweep goes on", file=sys.stderr, flush=True)
+        return float("nan")
+    if is_writer():
+        record_outcome(workdir, outcome_of(None, summary), sweep_dir)
     return summary["final_accuracy"]
 
 
+def _report_sweep(overrides: list[str], since: float) -> None:
+    """After a multirun: one line per failed job of this sweep, and exit status 1 if any failed. The sweep folder
+    is the one the jobs ran in (in this process), or, when a launcher ran them elsewhere, the composed one."""
+    from pathlib import Path
+
+    from recbench.config import _compose
+    from recbench.faults import SWEEP_SUMMARY, read_sweep_summary
+
+    sweep_dir = _LAST_SWEEP.get("dir") or str(_compose(_variants(overrides)[0]).hydra.sweep.dir)
+    jobs = {k: v for k, v in read_sweep_summary(Path(sweep_dir)).items() if v.get("finished_s", 0) >= since}
+    failed = {k: v for k, v in jobs.items() if v["status"] != "done"}
+    if failed:
+        for k, v in sorted(failed.items()):
+            print(f"recbench: failed ({v['reason']}): {k}: {v['message'][:200]}", file=sys.stderr)
+        fail(f"{len(failed)} of {len(jobs)} jobs failed; the others finished; see {Path(sweep_dir) / SWEEP_SUMMARY}",
+             code=1)
+
+
+_LAST_SWEEP: dict[str, str] = {}
+
+
 def train_main() -> None:
+    import time
+
     args = sys.argv[1:]
     from recbench.train.parallel import initialize_distributed
 
+    multirun = any(a in ("-m", "--multirun") for a in args)
     try:
         initialize_distributed()  # a multi-process run joins before any JAX computation (the checks count devices)
     except ConfigError as e:
         fail(str(e))
     if not any(a.startswith(_PASSTHROUGH) for a in args):
         try:
-            check_overrides([a for a in args if a not in ("-m", "--multirun")],
-                            multirun=any(a in ("-m", "--multirun") for a in args))
+            check_overrides([a for a in args if a not in ("-m", "--multirun")], multirun=multirun)
         except ConfigError as e:
             fail(str(e))
+    since = time.time()
     _train_app()
+    if multirun:
+        _report_sweep([a for a in args if a not in ("-m", "--multirun")], since)
 
 
 def info(overrides: list[str]) -> dict:

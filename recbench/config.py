@@ -9,10 +9,15 @@ message names the problem and the valid choices.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import difflib
+import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +31,14 @@ CONFIG_PATH = f"pkg://{CONFIG_MODULE}"
 
 class ConfigError(ValueError):
     """A mistake in the user's config or environment: reported as one line, never as a traceback."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """The console scripts' parser: a bad argument is one line on stderr and exit status 2, as every other mistake,
+    instead of argparse's usage block (``--help`` still shows it)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog.split()[0]}: error: {message} (see {self.prog} --help)\n")
 
 
 @dataclass
@@ -63,6 +76,7 @@ class TrainerConfig:
     save_predictions: bool = True  # per-image logits at every step of the final eval (predictions.npz)
     target_accuracy: float = 0.0  # > 0: stop once the last-step test accuracy (checked every eval_every) reaches it
     precision: str = "fp32"  # fp32 | bf16 (compute in bf16; parameters, optimizer and BN statistics in fp32)
+    on_nonfinite: str = "stop"  # non-finite loss or gradient: stop (exit 3, last good checkpoint kept) | skip the step
     mesh: int = 0  # devices on the data axis (batches sharded, state replicated); 0 = every device of every process
 
 
@@ -175,7 +189,7 @@ def family_config(cls: type, cfg: DictConfig | dict, what: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"{what}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}")
+        raise unknown_keys(what, unknown, names)
     missing = [f.name for f in dataclasses.fields(cls)
                if f.name not in data and f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING]
@@ -193,6 +207,69 @@ def as_schema(node: Any, schema: type) -> Any:
     if isinstance(node, schema):
         return node
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
+
+
+def unknown_keys(what: str, unknown: list[str], valid: Any) -> ConfigError:
+    """The one-line error for keys a section lacks: the keys, the closest valid one, every valid one."""
+    close = difflib.get_close_matches(str(unknown[0]), [str(v) for v in valid], n=1) if len(unknown) == 1 else []
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return ConfigError(f"{what}: unknown key(s) {', '.join(map(str, unknown))}{hint}; "
+                       f"valid keys: {', '.join(sorted(map(str, valid)))}")
+
+
+def check_keys(cfg: DictConfig, schema: type | None = None, prefix: str = "") -> None:
+    """Every key of the schema-typed sections is the schema's: Hydra's ``+key=value`` adds any key (``+foo=1``,
+    ``+trainer.totl_steps=5``), which nothing would read. ``model`` and ``dataset`` differ per family; their
+    registries check them (:func:`family_config`)."""
+    schema = schema or TrainConfig
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    unknown = sorted(str(k) for k in cfg if k not in fields)
+    if unknown:
+        raise unknown_keys(prefix.rstrip(".") or "config", unknown, fields)
+    for name, f in fields.items():
+        sub = f.default_factory if f.default_factory is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(sub) and isinstance(cfg.get(name), DictConfig):
+            check_keys(cfg[name], sub, f"{prefix}{name}.")
+
+
+def check_folder(key: str, path: Any, *, create: bool = False) -> Path:
+    """A folder path of the config or a flag: where it exists it must be a folder; with ``create`` it is made (with
+    its parents) and a temporary file is written in it, so an unwritable output folder fails now, in one line."""
+    if not isinstance(path, str | os.PathLike) or not str(path):
+        raise ConfigError(f"{key} must be a folder path, got {path!r}")
+    folder = Path(os.path.expanduser(os.fspath(path)))
+    existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        what = "is a file" if existing == folder else f"lies inside {existing}, which is a file"
+        raise ConfigError(f"{key}={os.fspath(path)!r} {what}, not a folder")
+    if create:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as e:
+            raise ConfigError(f"{key}={os.fspath(path)!r} is not a writable folder ({e.strerror or e}); "
+                              "choose one this user can write") from None
+    return folder
+
+
+def validate_run_keys(cfg: DictConfig) -> None:
+    """The top-level keys: a scale, a seed, an experiment name that is one folder."""
+    choice(cfg.get("scale", "cpu"), "scale", SCALES)  # before any ${at_scale:...} resolves
+    check_int("seed", cfg.seed, 0)
+    name = cfg.get("name")
+    if not isinstance(name, str) or not name or name in (".", "..") or re.search(r"[/\\]", name):
+        raise ConfigError(f"name={name!r} must be one folder name (runs land in paths.output_root/name/), e.g. "
+                          "name=pilot")
+
+
+def validate_paths(paths: DictConfig) -> None:
+    """``paths``: the output root made and written to (so an unwritable one fails now), the data dir and the
+    compile cache folders where they exist."""
+    check_folder("paths.output_root", paths.output_root, create=True)
+    check_folder("paths.data_dir", paths.data_dir)
+    if paths.compile_cache:
+        check_folder("paths.compile_cache", paths.compile_cache)
 
 
 def check_int(key: str, value: Any, low: int = 1, high: int | None = None) -> int:
@@ -288,3 +365,30 @@ def compose_train(overrides: list[str]) -> DictConfig:
     with open_dict(cfg):
         del cfg["hydra"]
     return name_presets(cfg, choices)
+
+
+def compose_checked(overrides: list[str]) -> DictConfig:
+    """:func:`compose_train` for a command line: Hydra's and OmegaConf's errors become one-line
+    :class:`ConfigError` s, and a key the config lacks (``trainer.totl_steps=5``, ``+foo=1``) is named with the
+    keys its section has."""
+    try:
+        cfg = compose_train(overrides)
+    except ConfigError:
+        raise
+    except Exception as e:  # Hydra/OmegaConf composition errors, with the reason they carry
+        missing = re.match(r"Could not override '([^']+)'\.\s+To append", str(e))
+        key = missing.group(1) if missing else None
+        rest = [o for o in overrides if o.partition("=")[0] != key]
+        if len(rest) == len(overrides):
+            cause = f": {str(e.__cause__).splitlines()[0]}" if e.__cause__ else ""
+            raise ConfigError(" ".join(str(e).split()) + cause) from None
+        parent = compose_checked(rest)
+        parts = key.split(".")
+        depth = 0  # the first part of the key the config lacks
+        while depth < len(parts) - 1 and isinstance(parent.get(parts[depth]), DictConfig):
+            parent, depth = parent[parts[depth]], depth + 1
+        section = ".".join(parts[:depth])
+        what = f"{section} {parent.get('name')}" if section in ("model", "dataset") else section or "config"
+        raise unknown_keys(what, [parts[depth]], list(parent)) from None
+    check_keys(cfg)
+    return cfg

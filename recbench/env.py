@@ -196,3 +196,38 @@ def enable_compile_cache(path: str | os.PathLike | None) -> str | None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_S)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)  # no size floor: CPU entries are small
     return target
+
+
+def offline() -> bool:
+    """``RECBENCH_OFFLINE=1``: never probe a server (dataset hosts, wandb); on air-gapped machines a lookup can
+    hang instead of failing."""
+    return os.environ.get("RECBENCH_OFFLINE", "0") not in ("", "0", "false", "False")
+
+
+def reachable(url: str, timeout_s: float = 3.0) -> bool:
+    """Whether a TCP connection to the host of ``url`` opens within ``timeout_s`` — name lookup included, which a
+    socket timeout does not bound (on a compute node without a route a lookup can hang for minutes), so the
+    attempt runs in a daemon thread that is abandoned at the deadline. ``RECBENCH_OFFLINE=1``: never, at once."""
+    import socket
+    import threading
+    from urllib.parse import urlsplit
+
+    if offline():
+        return False
+    parts = urlsplit(url if "://" in url else f"https://{url}")
+    if not parts.hostname:
+        return False
+    port = parts.port or (80 if parts.scheme == "http" else 443)
+    result: list[bool] = []
+
+    def attempt() -> None:
+        try:
+            with socket.create_connection((parts.hostname, port), timeout=timeout_s):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=attempt, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    return bool(result and result[0])

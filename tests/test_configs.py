@@ -21,6 +21,13 @@ def test_every_option_composes_and_validates(group):
         validate_config(cfg)
 
 
+@pytest.mark.parametrize("dataset", group_choices("dataset"))
+def test_smoke_shrinks_every_dataset(dataset, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the output root is made to check it
+    (cfg,) = check_overrides(["debug=smoke", f"dataset={dataset}"])
+    assert (cfg.dataset.num_train, cfg.dataset.num_test) == (512, 256)
+
+
 def test_defaults_are_the_documented_main_job():
     cfg = compose_train([])
     assert (cfg.model.name, cfg.dataset.name, cfg.model.steps) == ("blt", "digit_debris", 4)
@@ -47,7 +54,22 @@ def test_sweep_values_are_each_checked():
     ("model=resnet20 model.depth=21", "not 6n+2"),
     ("dataset.level=extreme", "dataset.level='extreme' is not valid"),
     ("trainer.total_steps=abc", "trainer.total_steps"),
-    ("trainer.nope=1", "Key 'nope' not in 'TrainerConfig'"),
+    ("trainer.nope=1", "trainer: unknown key(s) nope; valid keys: batch_size"),
+    ("trainer.totl_steps=5", "trainer: unknown key(s) totl_steps (did you mean total_steps?)"),
+    ("+trainer.totl_steps=5", "trainer: unknown key(s) totl_steps (did you mean total_steps?)"),
+    ("+foo=1", "config: unknown key(s) foo; valid keys: dataset, logger"),
+    ("model.cell=lstm", "model blt: unknown key(s) cell; valid keys: area_names"),
+    ("model=b model.norm=nope", "model b: norm must be one of bn_step, bn, group, lrn, none, got 'nope'"),
+    ("model.channels=[0,32]", "model.channels[0] must be a positive integer, got 0"),
+    ("model.lateral=maybe", "model.lateral must be true or false, got 'maybe'"),
+    ("model=hgru dataset=pathfinder trainer.loss_over_steps=weights trainer.step_weights=[1,1]",
+     "trainer.step_weights needs 8 non-negative numbers"),
+    ("optim.momentum=1.5", "optim.momentum must be in [0, 1), got 1.5"),
+    ("seed=-1", "seed must be an integer >= 0, got -1"),
+    ("name=../x", "name='../x' must be one folder name"),
+    ("paths.output_root=/dev/null", "paths.output_root='/dev/null' is a file, not a folder"),
+    ("paths.output_root=/proc/recbench", "paths.output_root='/proc/recbench' is not a writable folder"),
+    ("dataset=cifar10 dataset.train_split='train[:60000]'", "dataset.train_split='train[:60000]': Requested slice"),
     ("optim.name=lbfgs", "optim.name='lbfgs' is not valid"),
     ("logger.wandb.mode=sometimes", "logger.wandb.mode='sometimes' is not valid"),
 ])

@@ -160,3 +160,32 @@ def test_unwritable_cache_folder_is_a_config_error(tmp_path, cache_config):
     (tmp_path / "file").write_text("")
     with pytest.raises(ConfigError, match=r"paths.compile_cache=.*cannot be created"):
         env.enable_compile_cache(tmp_path / "file" / "cache")
+
+
+def test_reachable_is_bounded_even_when_the_name_lookup_hangs(monkeypatch):
+    """A node without a route can hang in getaddrinfo for minutes; the probe gives up at its deadline."""
+    import socket
+    import time
+
+    from recbench import env
+
+    monkeypatch.delenv("RECBENCH_OFFLINE", raising=False)
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: time.sleep(30))
+    t0 = time.time()
+    assert env.reachable("https://api.wandb.ai", timeout_s=0.5) is False
+    assert time.time() - t0 < 5
+
+
+def test_reachable_sees_a_listening_server_and_never_probes_offline(monkeypatch):
+    import socket
+
+    from recbench import env
+
+    monkeypatch.delenv("RECBENCH_OFFLINE", raising=False)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+        assert env.reachable(url)
+        monkeypatch.setenv("RECBENCH_OFFLINE", "1")
+        assert not env.reachable(url)

@@ -24,16 +24,17 @@ choice with no config key (``debug``) is left empty where not given. Lists are w
 
 from __future__ import annotations
 
-import argparse
 import csv
 import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
-from recbench.config import RESUME_FREE
+from recbench.config import RESUME_FREE, ArgumentParser, ConfigError, check_folder
 
 # What a run is besides its key columns: one value per run, or a JSON list per step.
 RUN_COLUMNS = ("model", "dataset", "seed", "time_steps", "params", "final_accuracy", "final_flops_per_image",
@@ -85,11 +86,28 @@ def _cell(value):
     return json.dumps(value) if isinstance(value, list | dict) else value
 
 
+def _read(path: Path, parse: Callable[[Path], Any]) -> Any:
+    """``parse(path)``; a file recbench did not write that way (cut short, edited by hand, another tool's) is one
+    line naming it."""
+    try:
+        return parse(path)
+    except Exception as e:  # json, yaml and OmegaConf errors alike
+        raise ConfigError(f"{path} is not a recbench run file: {' '.join(str(e).split())[:200]}") from None
+
+
+def _summary(path: Path) -> dict:
+    summary = json.loads(path.read_text())
+    if not isinstance(summary, dict) or not {"model", "dataset"} <= set(summary):
+        raise ValueError("it names no model and dataset")
+    return summary
+
+
 def _load(run_dir: Path) -> tuple[dict, dict, dict | None]:
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = _read(run_dir / "summary.json", _summary)
     cfg_path = run_dir / "config.yaml"
-    config = flatten(OmegaConf.to_container(OmegaConf.load(cfg_path), resolve=False)) if cfg_path.is_file() else {}
-    return summary, config, read_overrides(run_dir)
+    config = (_read(cfg_path, lambda p: flatten(OmegaConf.to_container(OmegaConf.load(p), resolve=False)))
+              if cfg_path.is_file() else {})
+    return summary, config, _read(run_dir / ".hydra" / "overrides.yaml", lambda _: read_overrides(run_dir))
 
 
 @functools.cache
@@ -190,13 +208,17 @@ def write_tables(table: list[dict], out_dir: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="recbench-collect", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="recbench-collect", description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("runs", nargs="+", type=Path)
     args = parser.parse_args(argv)
-    table = collect(args.runs)
-    if not table:
-        print(f"recbench: error: no summary.json below {', '.join(map(str, args.runs))}", file=sys.stderr)
+    try:
+        table = collect(args.runs)
+        if not table:
+            raise ConfigError(f"no summary.json below {', '.join(map(str, args.runs))}")
+        check_folder("OUT_DIR", args.out_dir, create=True)
+    except ConfigError as e:
+        print(f"recbench: error: {e}", file=sys.stderr)
         sys.exit(2)
     from recbench.analysis.plots import accuracy_per_step_figure
 

@@ -30,7 +30,6 @@ missing from a partial sweep is simply not drawn. :data:`EXPERIMENTS` maps each 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from pathlib import Path
 from recbench.analysis import plots
 from recbench.analysis.collect import PER_STEP, collect, columns, long_rows, write_csv, write_tables
 from recbench.analysis.depth import DEPTH_COLUMNS, depth_table, evaluate_missing
-from recbench.config import ConfigError
+from recbench.config import ArgumentParser, ConfigError, check_folder, check_int
 
 SPOERER_MODELS = ("b", "b_k", "b_f", "b_d", "bl", "bt", "blt")
 TASK_KEYS = {"digit_debris": "level", "digit_clutter": "n_digits", "pathfinder": "contour_length"}
@@ -208,7 +207,7 @@ def make_figures(experiment: str, runs: list[str | Path], out: str | Path, opts:
     table = collect(runs)
     if not table:
         raise ConfigError(f"no runs (summary.json) below {', '.join(map(str, runs))}")
-    out = Path(out)
+    out = check_folder("--out", out, create=True)
     return write_tables(table, out) + EXPERIMENTS[experiment](table, [Path(r["run_dir"]) for r in table], out,
                                                               opts or Options())
 
@@ -225,7 +224,7 @@ def parse_roles(text: str) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="recbench-figures", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="recbench-figures", description=__doc__.split("\n\n")[0])
     parser.add_argument("experiment", help=f"one of: {', '.join(EXPERIMENTS)}")
     parser.add_argument("runs", nargs="*", type=Path, help="run or sweep directories (default: OUTPUT_ROOT/EXPERIMENT)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: results/EXPERIMENT)")
@@ -239,8 +238,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-dataset", action="append", default=None, metavar="KEY=VALUE",
                         help="schwarzschild2021: the harder test variant (default contour_length=14; repeatable)")
     parser.add_argument("--data-dir", default=None, help="tfds data dir for --evaluate")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # flags may come between or after the run folders
     try:
+        check_int("--seed", args.seed, 0)
+        check_int("--n-boot", args.n_boot)
+        check_int("--eval-factor", args.eval_factor)
+        if args.data_dir is not None:
+            check_folder("--data-dir", args.data_dir)
         opts = Options(roles=parse_roles(args.roles), seed=args.seed, n_boot=args.n_boot, evaluate=args.evaluate,
                        eval_factor=args.eval_factor, eval_dataset=args.eval_dataset or ["contour_length=14"],
                        data_dir=args.data_dir)

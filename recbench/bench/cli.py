@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from recbench.bench.cases import CASES, model_config
+from recbench.config import ArgumentParser
 
 PROG = "recbench-bench"
 VARIANTS = ("recbench", "torch_nchw", "torch_channels_last")
@@ -56,11 +57,6 @@ class BenchError(Exception):
 
 
 # ---- arguments ---------------------------------------------------------------------------------------------------
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, no usage block
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _positive(text: str) -> int:
@@ -111,8 +107,8 @@ def _accuracy(text: str) -> float:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="recbench's own train and eval steps against PyTorch references of the same "
-                "networks, in alternating processes; see docs/performance.md for how to read the figures.")
+    p = ArgumentParser(prog=PROG, description="recbench's own train and eval steps against PyTorch references of the "
+                       "same networks, in alternating processes; see docs/performance.md for how to read the figures.")
     p.add_argument("--cases", type=_cases, default=list(CASES),
                    help=f"comma-separated cases, or none (default: all: {', '.join(CASES)})")
     p.add_argument("--rounds", type=_positive, default=3, help="alternating rounds (default 3)")

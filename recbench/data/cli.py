@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 import recbench  # noqa: F401  (sets XLA flags before JAX starts)
-from recbench.config import ConfigError, compose_train, group_choices
+from recbench.config import ArgumentParser, ConfigError, check_folder, compose_checked, group_choices
 
 COMMANDS = {
     "build": "prepare a dataset (generate or download and convert it) into paths.data_dir",
@@ -33,11 +33,6 @@ def fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not argparse's usage block
-        fail(f"{message} (see recbench-data --help)")
-
-
 def compose(dataset: str, overrides: list[str]):
     """The training config for ``dataset=<name> <overrides>``, checked; one-line :class:`ConfigError` otherwise."""
     from recbench.data.sources import dataset_meta
@@ -45,11 +40,9 @@ def compose(dataset: str, overrides: list[str]):
     choices = group_choices("dataset")
     if dataset not in choices:
         raise ConfigError(f"unknown dataset {dataset!r}; choose one of: {', '.join(choices)}")
-    try:
-        cfg = compose_train([f"dataset={dataset}", *overrides])
-    except Exception as e:  # Hydra/OmegaConf composition errors, with the reason they carry
-        raise ConfigError(" ".join(str(e).split())) from None
+    cfg = compose_checked([f"dataset={dataset}", *overrides])
     dataset_meta(cfg.dataset)
+    check_folder("paths.data_dir", cfg.paths.data_dir)
     return cfg
 
 
@@ -102,13 +95,16 @@ def show(args: argparse.Namespace) -> None:
     cfg = compose(args.dataset, args.overrides)
     if args.n < 1:
         raise ConfigError(f"--n must be a positive integer, got {args.n}")
+    out = Path(args.out or f"{args.dataset}.png")
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; give a PNG file path")
+    check_folder("--out", out.parent, create=True)  # before the data is prepared, which may take minutes
     ds = _load(cfg, progress=True)
     images, labels = ds.samples(args.split, args.n)
     names = getattr(ds, "label_names", None)
     shown = [o for o in args.overrides if not o.lstrip("+~").startswith("paths.")]  # where, not what
     title = " ".join([args.dataset, *shown]) + f"  ({args.split} split, first {len(images)})"
-    out = render_grid(images, [caption(y, names) for y in labels], title, args.out or f"{args.dataset}.png")
-    print(out)
+    print(render_grid(images, [caption(y, names) for y in labels], title, out))
 
 
 def info(args: argparse.Namespace) -> None:
@@ -137,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     if not rest or rest[0].startswith("-"):
         fail(f"missing DATASET: recbench-data {command} DATASET [KEY=VALUE ...]; datasets: "
              f"{', '.join(group_choices('dataset'))}")
-    parser = _Parser(prog=f"recbench-data {command}", description=COMMANDS[command])
+    parser = ArgumentParser(prog=f"recbench-data {command}", description=COMMANDS[command])
     parser.add_argument("dataset")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     if command == "show":

@@ -85,6 +85,7 @@ def _check_sizes(c) -> None:
     check_int("dataset.num_train", c.num_train)
     check_int("dataset.num_test", c.num_test)
     check_int("dataset.image_size", c.image_size)
+    check_int("dataset.seed", c.seed, 0)
     choice(c.augment, "dataset.augment", AUGMENTATIONS)
 
 
@@ -192,6 +193,8 @@ class StockConfig:
     variant: str | None = None  # tfds builder config (imagenette: 160px-v2, 320px-v2, full-size-v2, ...)
     train_split: str = "train"  # any tfds split expression, e.g. train[:90%]
     eval_split: str = "test"
+    num_train: int | None = None  # None: all of train_split; N: its first N images (tfds slicing: train[:N])
+    num_test: int | None = None  # the same for eval_split (debug=smoke shrinks every dataset with these two)
     workers: int = 0  # stream: grain worker processes (0: threads only)
     threads: int = 4  # stream: decoding/augmentation threads
     prefetch: int = 2  # stream: batches copied to the device ahead of the step
@@ -215,10 +218,10 @@ def coarse_classes(cfg: DictConfig | dict) -> tuple[int, ...] | None:
 
 
 def _check_stock(c: StockConfig) -> None:
+    from recbench.data import stock
     from recbench.data.augment import RECIPES
-    from recbench.data.stock import SPECS
 
-    spec = SPECS[c.name]
+    spec = stock.SPECS[c.name]
     choice(c.pipeline, "dataset.pipeline", PIPELINES)
     if c.image_size is not None:
         check_int("dataset.image_size", c.image_size)
@@ -236,8 +239,15 @@ def _check_stock(c: StockConfig) -> None:
         choice(c.label_type, "dataset.label_type", ("fine", "coarse"))
     if c.variant is not None and spec.variant is None:
         raise ConfigError(f"dataset.variant={c.variant!r}: {c.name} has no variants; leave it null")
+    if c.variant is not None:
+        choice(c.variant, "dataset.variant", stock.variants(c.name))
     for key, low in (("workers", 0), ("threads", 1), ("prefetch", 0)):
         check_int(f"dataset.{key}", getattr(c, key), low)
+    sizes = stock.published_sizes(c.name, c.variant)
+    for split, count in (("train_split", "num_train"), ("eval_split", "num_test")):
+        stock.split_parts(getattr(c, split), sizes, f"dataset.{split}")
+        if getattr(c, count) is not None:
+            check_int(f"dataset.{count}", getattr(c, count))
 
 
 def _stock_meta(c: StockConfig) -> tuple[tuple[int, int, int], int]:
@@ -256,14 +266,16 @@ def _load_stock(c: StockConfig, data_dir: str, progress: bool):
     b = stock.ensure_prepared(c.name, data_dir, variant=c.variant, progress=progress)
     names = stock.label_names(b, label_key)
     shape, num_classes = _stock_meta(c)
+    train_split = stock.first_examples(c.train_split, c.num_train, b.info.splits, "dataset.train_split")
+    eval_split = stock.first_examples(c.eval_split, c.num_test, b.info.splits, "dataset.eval_split")
     if c.pipeline == "resident":
-        train = stock.read_arrays(b, c.train_split, label_key, "dataset.train_split")
-        test = stock.read_arrays(b, c.eval_split, label_key, "dataset.eval_split")
+        train = stock.read_arrays(b, train_split, label_key, "dataset.train_split")
+        test = stock.read_arrays(b, eval_split, label_key, "dataset.eval_split")
         return ArrayDataset(c.name, train, test, num_classes=num_classes, augment=c.augment, label_names=names)
     from recbench.data.stream import StreamDataset
 
-    return StreamDataset(c.name, stock.open_source(b, c.train_split, "dataset.train_split"),
-                         stock.open_source(b, c.eval_split, "dataset.eval_split"), num_classes, shape,
+    return StreamDataset(c.name, stock.open_source(b, train_split, "dataset.train_split"),
+                         stock.open_source(b, eval_split, "dataset.eval_split"), num_classes, shape,
                          augment=c.augment, label_key=label_key, label_names=names, workers=c.workers,
                          threads=c.threads, prefetch=c.prefetch)
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from recbench.config import ConfigError
+from recbench.env import reachable
 
 METADATA_DIR = Path(__file__).parent / "metadata"
 TF_HINT = "pip install 'recbench[tf]'"
@@ -86,14 +87,67 @@ def tensorflow_installed() -> bool:
     return importlib.util.find_spec("tensorflow") is not None
 
 
-def offline() -> bool:
-    """``RECBENCH_OFFLINE=1`` skips the network probe: on air-gapped machines a lookup can hang instead of failing."""
-    return os.environ.get("RECBENCH_OFFLINE", "0") not in ("", "0", "false", "False")
-
-
 def tfds_name(name: str, variant: str | None = None) -> str:
     variant = variant if variant is not None else SPECS[name].variant
     return f"{name}/{variant}" if variant else name
+
+
+def variants(name: str) -> tuple[str, ...]:
+    """The tfds builder configs of ``name`` (imagenette: ``160px-v2``, ...); empty for a set without variants."""
+    import tensorflow_datasets as tfds
+
+    return tuple(c.name for c in tfds.builder_cls(name).BUILDER_CONFIGS or ())
+
+
+@dataclass(frozen=True)
+class SplitSize:
+    """The two fields of a tfds ``SplitInfo`` that its split arithmetic reads, for a set that is not prepared."""
+
+    num_examples: int
+    shard_lengths: tuple[int, ...]
+
+
+def published_sizes(name: str, variant: str | None = None) -> dict[str, SplitSize]:
+    """Split sizes of ``name`` as published (:data:`SPECS`), to check split expressions before anything is read.
+    Another variant's sizes are known only once it is prepared: then only split names and syntax are checked."""
+    spec = SPECS[name]
+    known = variant in (None, spec.variant)
+    return {s: SplitSize(n if known else sys.maxsize, (n if known else sys.maxsize,)) for s, n in spec.splits.items()}
+
+
+def split_parts(split: Any, sizes: dict[str, Any], key: str) -> list[tuple[str, int, int]]:
+    """A tfds split expression (``train``, ``train[:90%]``, ``train[45000:]``, ``train+extra``, ``all``) as
+    ``(split, start, stop)`` parts, in examples; one-line :class:`ConfigError` naming ``key`` for bad syntax, an
+    unknown split, a slice past the end or one that selects nothing. ``sizes``: split name -> ``SplitInfo``."""
+    import tensorflow_datasets as tfds
+
+    if not isinstance(split, str) or not split.strip():
+        raise ConfigError(f"{key}={split!r} is not a tfds split; give one of {', '.join(sizes)}, a slice "
+                          "('train[:90%]', 'train[45000:]') or a sum (train+test)")
+    try:
+        parts = tfds.core.ReadInstruction.from_spec(split).to_absolute(sizes)
+    except (ValueError, TypeError, AssertionError) as e:
+        raise ConfigError(f"{key}={split!r}: {' '.join(str(e).splitlines()[0].split())}") from None
+    out = [(p.splitname, p.from_ or 0, sizes[p.splitname].num_examples if p.to is None else p.to) for p in parts]
+    if any(stop <= start for _, start, stop in out):
+        raise ConfigError(f"{key}={split!r} selects no examples")
+    return out
+
+
+def first_examples(split: str, n: int | None, sizes: dict[str, Any], key: str) -> str:
+    """The split expression of the first ``n`` examples of ``split`` (all of it when it has fewer; ``None``: all),
+    by tfds slicing: ``train`` -> ``train[:512]``, ``train[45000:]`` -> ``train[45000:45512]``. How
+    ``dataset.num_train`` / ``num_test`` shrink a stock set (``debug=smoke``)."""
+    if n is None:
+        return split
+    out = []
+    for name, start, stop in split_parts(split, sizes, key):
+        take = min(stop - start, n)
+        out.append(f"{name}[{start or ''}:{start + take}]")
+        n -= take
+        if n == 0:
+            break
+    return "+".join(out)
 
 
 def builder(name: str, data_dir: str | os.PathLike[str], variant: str | None = None) -> Any:
@@ -150,19 +204,6 @@ def needed_files(name: str, variant: str | None = None) -> list[Needed]:
             if wanted is None or info.filename == wanted]
 
 
-def _reachable(url: str) -> bool:
-    """Whether the server of ``url`` answers at all (tfds' own downloader retries for minutes when it does not)."""
-    if offline():
-        return False
-    import requests
-
-    try:
-        requests.head(url, timeout=5, allow_redirects=True)
-        return True
-    except requests.RequestException:
-        return False
-
-
 def build_problem(b: Any, name: str, data_dir: str, variant: str | None = None) -> str | None:
     """Why ``b`` cannot be built here, as one line naming what to fetch and where to put it; None if it can."""
     root = Path(os.path.expanduser(data_dir))
@@ -172,7 +213,7 @@ def build_problem(b: Any, name: str, data_dir: str, variant: str | None = None) 
                and not (f.cache_name and (root / "downloads" / f.cache_name).exists())]
     spec = SPECS[name]
     parts = []
-    if missing and (spec.manual or not _reachable(missing[0].source)):
+    if missing and (spec.manual or not reachable(missing[0].source)):
         names = [f.filename for f in missing]
         files = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
         folders = sorted({f.source for f in missing})

@@ -24,6 +24,8 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core import dataset_metadata
 from tensorflow_datasets.core.utils import tqdm_utils
 
+from recbench.faults import kill_point
+
 __all__ = ["GeneratedBuilder", "quiet_tfds"]
 
 
@@ -138,7 +140,8 @@ class GeneratedBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     def _generate_examples(self, split: str) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         index = 0
-        for images, labels in self._batches(split):
+        for chunk, (images, labels) in enumerate(self._batches(split)):
+            kill_point("data", chunk)  # tests: a kill in the middle of a build (it is written to a temporary folder)
             for image, label in zip(images, labels, strict=True):
                 yield index, {"image": image, self.LABEL_KEY: label}
                 index += 1

@@ -37,7 +37,7 @@ from flax import nnx
 
 from recbench.models.cells import CELL_TYPES, CELLS, STATELESS_CELLS, output_of
 from recbench.models.heads import HEADS, READOUTS
-from recbench.models.norms import NormContext, StepNorm
+from recbench.models.norms import NORM_KINDS, NormContext, StepNorm
 from recbench.models.rewrites import Conv, ConvTranspose, max_pool_blocks
 
 EDGE_KINDS = ("bottom_up", "lateral", "topdown", "recall", "skip")
@@ -111,19 +111,23 @@ class GraphSpec:
         object.__setattr__(self, "names", tuple(a.name for a in self.areas))
         for value, valid, key in ((self.schedule, SCHEDULES, "schedule"), (self.unroll, UNROLL_STRATEGIES, "unroll"),
                                   (self.topdown_resample, TOPDOWN_RESAMPLE, "topdown_resample"),
-                                  (self.readout, READOUTS, "readout"), (self.interaction, INTERACTIONS, "interaction")):
+                                  (self.readout, READOUTS, "readout"), (self.interaction, INTERACTIONS, "interaction"),
+                                  (self.norm, NORM_KINDS, "norm")):
             _check(value in valid, f"{key} must be one of {', '.join(valid)}, got {value!r}")
         _check(isinstance(self.steps, int) and self.steps >= 1, f"steps must be an integer >= 1, got {self.steps!r}")
         _check(self.readout != "flatten" or bool(self.input_size), "readout='flatten' needs input_size")
         for a in self.areas:
             _check(a.cell in CELLS, f"area {a.name}: cell must be one of {', '.join(CELLS)}, got {a.cell!r}")
             _check(a.channels >= 1 and a.pool >= 1, f"area {a.name}: channels and pool must be >= 1")
+            _check(a.kernel >= 1, f"area {a.name}: kernel must be >= 1, got {a.kernel}")
             _check(a.steps is None or (isinstance(a.steps, int) and a.steps >= 1),
                    f"area {a.name}: steps must be an integer >= 1, got {a.steps!r}")
         n = len(self.areas)
         for e in self.edges:
             _check(e.kind in EDGE_KINDS, f"edge kind must be one of {', '.join(EDGE_KINDS)}, got {e.kind!r}")
             _check(-1 <= e.src < n and 0 <= e.dst < n, f"edge {e} names an area that does not exist")
+            _check(e.kernel >= 0, f"{e.kind} edge into area {self.areas[e.dst].name}: kernel must be >= 0 (0: the "
+                   f"identity), got {e.kernel}")
             _check(e.kind != "skip" or (e.delay >= 2 and e.src == e.dst), f"skip edge {e} needs src == dst, delay >= 2")
             _check(e.act in EDGE_ACTS, f"edge act must be one of {', '.join(EDGE_ACTS)}, got {e.act!r}")
             _check(e.init in EDGE_INITS, f"edge init must be one of {', '.join(EDGE_INITS)}, got {e.init!r}")
@@ -236,7 +240,9 @@ class Edge(nnx.Module):
         self.relu = spec.norm_act or spec.block
         self.conv2 = self.norm2 = nnx.data(None)
         if spec.kernel == 0:
-            _check(c_in == c_out and down == 1 and up == 1, f"identity edge {spec} needs equal shape")
+            _check(c_in == c_out and down == 1 and up == 1,
+                   f"an identity {spec.kind} edge (kernel 0) needs equal shapes at both ends, got {c_in} -> {c_out} "
+                   f"channels, resolution /{down} x{up}")
             self.conv = nnx.data(None)
             return
         init = gabor_init if spec.init == "gabor" else nnx.initializers.kaiming_normal()

@@ -10,6 +10,7 @@ are their own module (exact fidelity with torchvision) with their own checks.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from recbench.config import ConfigError, check_int, family_config, load_option
 from recbench.models import deep_thinking, feedback, hgru, liao_poggio, presets, resnet
-from recbench.models.contract import EngineConfig, Shape
+from recbench.models.contract import Shape
 from recbench.models.cornet import CornetConfig, cornet
 from recbench.models.engine import AreaGraph, GraphSpec
 
@@ -54,18 +55,36 @@ FAMILIES: dict[str, Family] = {
 }
 
 
+#: Integer keys where 0 means something: match ``target``'s count (matched controls), an identity edge (BLT kernels).
+ZERO_OK = ("target_params", "kernels")
+
+
+def _check_fields(c: Any) -> None:
+    """Every boolean key a boolean, every integer key (and every entry of an integer list) positive, or >= 0 where 0
+    means something (:data:`ZERO_OK`): the checks that are the same for every family, named by their key."""
+    hints = typing.get_type_hints(type(c))
+    for f in dataclasses.fields(c):
+        key, value, hint = f"model.{f.name}", getattr(c, f.name), hints[f.name]
+        low = 0 if f.name in ZERO_OK else 1
+        if hint is bool and not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        if hint is int:
+            check_int(key, value, low)
+        elif typing.get_origin(hint) is tuple and set(typing.get_args(hint)) <= {int, Ellipsis}:
+            if not isinstance(value, tuple):
+                raise ConfigError(f"{key} must be a list of integers, got {value!r}")
+            for i, v in enumerate(value):
+                check_int(f"{key}[{i}]", v, low)
+
+
 def _parse(cfg: DictConfig | dict) -> tuple[Family, Any]:
     family = cfg.get("family")
     if family not in FAMILIES:
         raise ConfigError(f"model.family={family!r} is not a registered family; choose one of: {', '.join(FAMILIES)}")
     c = family_config(FAMILIES[family].schema, cfg, f"model {cfg.get('name')}")
-    if isinstance(c, EngineConfig):
-        check_int("model.steps", c.steps)
+    _check_fields(c)
     if len(c.natural_input) != 3:
         raise ConfigError(f"model.natural_input must be [height, width, channels], got {list(c.natural_input)}")
-    for key, value in zip(("height", "width", "channels"), c.natural_input, strict=True):
-        check_int(f"model.natural_input {key}", value)
-    check_int("model.natural_classes", c.natural_classes)
     width = getattr(c, "width", 1.0)
     if isinstance(width, bool) or not isinstance(width, int | float) or not width > 0:
         raise ConfigError(f"model.width must be a positive channel multiplier (1 = the paper's widths), got {width!r}")
@@ -88,10 +107,12 @@ def graph_spec(cfg: DictConfig | dict, *, num_classes: int, input_shape: Shape) 
     return None if family.spec is None else _run(c, family.spec, num_classes, tuple(input_shape))
 
 
-def validate_model_config(cfg: DictConfig | dict, input_shape: Shape, num_classes: int = 10) -> None:
-    """Check a ``model`` node against its family's schema for images of ``input_shape``, building nothing."""
+def validate_model_config(cfg: DictConfig | dict, input_shape: Shape, num_classes: int = 10) -> int | None:
+    """Check a ``model`` node against its family's schema for images of ``input_shape``, building nothing; the
+    readouts the model will give (the ``T`` of ``[T, B, C]``) where its check knows them, else None."""
     family, c = _parse(cfg)
-    _run(c, family.check, num_classes, tuple(input_shape))
+    checked = _run(c, family.check, num_classes, tuple(input_shape))
+    return checked.readouts() if isinstance(checked, GraphSpec) else checked
 
 
 def model_from_config(cfg: DictConfig | dict, *, num_classes: int, input_shape: Shape, seed: int = 0) -> nnx.Module:

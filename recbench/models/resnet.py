@@ -326,7 +326,8 @@ class ImageNetResNetConfig(FamilyConfig):
     share_norm: bool = False  # with share_weights: one BN for the shared block's applications (default per-step)
 
 
-def check_cifar_resnet(c: CifarResNetConfig, num_classes: int, input_shape: Shape) -> None:
+def check_cifar_resnet(c: CifarResNetConfig, num_classes: int, input_shape: Shape) -> int:
+    """One-line :class:`ConfigError` for a bad config; the readouts the net gives (one per stage with exits)."""
     depth = check_int("model.depth", c.depth)
     if depth < 8 or (depth - 2) % 6:
         raise ConfigError(f"model.depth={depth} is not 6n+2 with n >= 1; use 20, 32, 44, 56, 110, ...")
@@ -337,6 +338,7 @@ def check_cifar_resnet(c: CifarResNetConfig, num_classes: int, input_shape: Shap
     choice(c.exits, "model.exits", RESNET_EXITS)
     if c.exits == "stages" and c.share_weights:
         raise ConfigError("model.exits=stages and model.share_weights both take steps; choose one")
+    return 3 if c.exits == "stages" else 1  # three stages, with exits a readout after each
 
 
 def build_cifar_resnet(c: CifarResNetConfig, num_classes: int, input_shape: Shape,
@@ -348,11 +350,12 @@ def build_cifar_resnet(c: CifarResNetConfig, num_classes: int, input_shape: Shap
                         exits=c.exits, rngs=rngs)
 
 
-def check_imagenet_resnet(c: ImageNetResNetConfig, num_classes: int, input_shape: Shape) -> None:
+def check_imagenet_resnet(c: ImageNetResNetConfig, num_classes: int, input_shape: Shape) -> int:
     if c.depth not in IMAGENET_CONFIGS:
         raise ConfigError(f"model.depth={c.depth!r} is not valid; choose one of: "
                           f"{', '.join(map(str, IMAGENET_CONFIGS))}")
     choice(c.norm, "model.norm", RESNET_NORMS)
+    return 1
 
 
 def build_imagenet_resnet(c: ImageNetResNetConfig, num_classes: int, input_shape: Shape,

@@ -18,7 +18,6 @@ the result beside the run as ``<stem>.json`` and the per-image predictions of th
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -27,11 +26,12 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from omegaconf import OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from recbench.config import ConfigError, check_int
+from recbench.config import ArgumentParser, ConfigError, check_folder, check_int, choice
 from recbench.data.sources import dataset_meta
 from recbench.env import enable_compile_cache
+from recbench.models.engine import ABLATABLE
 from recbench.train.checkpoint import Checkpoints
 from recbench.train.run import build_run
 from recbench.train.step import TrainState, evaluate_split
@@ -61,6 +61,24 @@ def eval_stem(steps: int, ablate: Sequence[str] = (), dataset: Mapping[str, obje
     if dataset:
         stem += "_dataset-" + ",".join(f"{k}={v}" for k, v in sorted(dataset.items()))
     return re.sub(r"[^A-Za-z0-9_.,=+-]", "_", stem)
+
+
+RUN_SECTIONS = ("model", "dataset", "optim", "trainer", "paths")
+
+
+def read_run_config(run_dir: str | Path):
+    """A run directory's resolved ``config.yaml``; one-line :class:`ConfigError` where the folder is not a run."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file() or not (run_dir / "checkpoints").is_dir():
+        raise ConfigError(f"{run_dir} is not a recbench run directory with checkpoints (config.yaml, checkpoints/)")
+    try:
+        cfg = OmegaConf.load(run_dir / "config.yaml")
+    except Exception as e:  # yaml's scanner and parser errors
+        raise ConfigError(f"{run_dir}/config.yaml cannot be read: {' '.join(str(e).split())[:200]}") from None
+    missing = [k for k in RUN_SECTIONS if not isinstance(cfg, DictConfig) or k not in cfg]
+    if missing:
+        raise ConfigError(f"{run_dir}/config.yaml is not a recbench run config (it has no {', '.join(missing)})")
+    return cfg
 
 
 def _dataset_variant(cfg, overrides: dict) -> None:
@@ -93,10 +111,10 @@ def evaluate_run(run_dir: str | Path, *, steps: int | None = None, ablate: tuple
     trained), with ``ablate`` silenced, on the run's test set or the ``dataset`` variant. ``save`` writes the
     result (``<stem>.json``) and its per-image predictions (``<stem>.npz``) into the run directory."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").exists() or not (run_dir / "checkpoints").is_dir():
-        raise ConfigError(f"{run_dir} is not a recbench run directory with checkpoints (config.yaml, checkpoints/)")
+    cfg = read_run_config(run_dir)
     overrides = parse_dataset_overrides(dataset)
-    cfg = OmegaConf.load(run_dir / "config.yaml")
+    for kind in ablate:
+        choice(kind, "--ablate", ABLATABLE)
     _dataset_variant(cfg, overrides)
     run = build_run(cfg, data_dir=data_dir, progress=False)
     ckpt = Checkpoints(run_dir, keep=1)
@@ -126,7 +144,7 @@ def evaluate_run(run_dir: str | Path, *, steps: int | None = None, ablate: tuple
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="recbench-eval", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="recbench-eval", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", help="a run directory written by recbench")
     parser.add_argument("--steps", type=int, default=None, help="time steps to unroll (default: as trained)")
     parser.add_argument("--ablate", default="", help="comma-separated connection kinds to silence: lateral,topdown")
@@ -138,9 +156,10 @@ def main() -> None:
     try:
         if args.steps is not None:
             check_int("--steps", args.steps)
-        saved = Path(args.run_dir) / "config.yaml"  # the run's own cache folder, so its eval step loads compiled
-        enable_compile_cache(OmegaConf.select(OmegaConf.load(saved), "paths.compile_cache", default="")
-                             if saved.exists() else "")
+        if args.data_dir is not None:
+            check_folder("--data-dir", args.data_dir)
+        # The run's own cache folder, so that its eval step loads compiled.
+        enable_compile_cache(OmegaConf.select(read_run_config(args.run_dir), "paths.compile_cache", default=""))
         result = evaluate_run(args.run_dir, steps=args.steps, ablate=ablate, dataset=args.dataset,
                               data_dir=args.data_dir, save=True)
     except (ConfigError, ValueError) as e:

@@ -3,6 +3,12 @@
 A run directory holds everything a run produces: the resolved ``config.yaml``, ``metrics.jsonl``,
 ``summary.json``, ``predictions.npz`` (per-image logits at every step), ``checkpoints/`` and ``wandb/``.
 Running the same command again finds the same directory and resumes from its latest checkpoint.
+
+What can go wrong is handled here and in :mod:`recbench.train.faults` (docs/reliability.md): one process writes a
+run directory at a time (``.lock``); every file is written under a temporary name and renamed; a preemption signal
+saves a checkpoint at the current step and exits with status 75; a non-finite loss or gradient stops the run
+before anything of that step is saved (exit status 3), or with ``trainer.on_nonfinite=skip`` leaves the state as
+it was and goes on.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from recbench.analysis.solution_time import solution_time_histogram, solution_times
 from recbench.config import ConfigError, TrainerConfig, as_schema, resume_free
+from recbench.faults import Diverged, Preemption, RunLock, atomic_path, atomic_write_text, kill_point, kill_soon
 from recbench.models.accounting import describe
 from recbench.train.checkpoint import Checkpoints
 from recbench.train.console import Console
@@ -118,7 +125,8 @@ def _prepare_workdir(workdir: Path, resolved: dict, resume: bool) -> None:
             for name in ("checkpoints", "metrics.jsonl", "summary.json", "predictions.npz", "wandb_id.txt"):
                 if (workdir / name).exists():
                     (workdir / name).rename(workdir / f"{name}.old-{stamp}")
-        OmegaConf.save(OmegaConf.create(resolved), saved)
+        with atomic_path(saved) as tmp:
+            OmegaConf.save(OmegaConf.create(resolved), tmp)
     barrier("workdir-ready")  # no process opens checkpoints/ before an old run's is moved aside
 
 
@@ -147,11 +155,74 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+class NonFiniteWatch:
+    """``trainer.on_nonfinite``. Each step's ``finite`` flag stays on the device until the loop next fetches
+    (every ``log_every`` steps, before a checkpoint and at the end), so watching costs no synchronisation of its
+    own. ``stop``: the first non-finite step raises :class:`Diverged`, and since the loop checks before it saves,
+    no checkpoint ever holds that step's state. ``skip``: the step left the state as it was (see
+    :func:`recbench.train.step.make_train_step`); the skips are counted, and ``MAX_CONSECUTIVE_SKIPS`` in a row stop
+    the run as diverged."""
+
+    MAX_CONSECUTIVE_SKIPS = 50
+
+    def __init__(self, mode: str, checkpoints: Path):
+        self.mode, self.checkpoints = mode, checkpoints
+        self.pending: list[tuple[int, dict]] = []
+        self.skipped = self.consecutive = 0
+        self.last_saved: int | None = None
+
+    def add(self, done: int, metrics: dict) -> None:
+        self.pending.append((done, {k: metrics[k] for k in ("finite", "loss", "grad_norm")}))
+
+    def _last_good(self) -> str:
+        if self.last_saved is None:
+            return "no checkpoint was saved before it"
+        return f"the last good checkpoint (step {self.last_saved}) is in {self.checkpoints}, untouched"
+
+    def check(self) -> int:
+        """Raise :class:`Diverged` for a non-finite step since the last check; return the steps newly skipped."""
+        if not self.pending:
+            return 0
+        flags = jax.device_get([m["finite"] for _, m in self.pending])
+        before = self.skipped
+        for (done, m), ok in zip(self.pending, flags, strict=True):
+            if ok:
+                self.consecutive = 0
+                continue
+            if self.mode == "skip":
+                self.skipped, self.consecutive = self.skipped + 1, self.consecutive + 1
+                if self.consecutive < self.MAX_CONSECUTIVE_SKIPS:
+                    continue
+            self.pending.clear()
+            loss, grad_norm = float(m["loss"]), float(m["grad_norm"])
+            what = f"the loss is {loss}" if not np.isfinite(loss) else f"the gradient norm is {grad_norm}"
+            if self.mode == "skip":
+                what = f"{self.consecutive} steps in a row were non-finite and skipped (the last: {what})"
+            raise Diverged(f"step {done}: {what}: the run diverged and stopped; {self._last_good()} (lower optim.lr, "
+                           f"or pass trainer.on_nonfinite=skip to skip such steps)")
+        self.pending.clear()
+        return self.skipped - before
+
+
 def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
-    """Train the configured model on the configured dataset; return (and write) the run summary."""
-    t_start = time.time()
+    """Train the configured model on the configured dataset; return (and write) the run summary.
+
+    Raises :class:`recbench.faults.Diverged` (a non-finite step), :class:`recbench.faults.Preempted` (a signal:
+    the checkpoint of the current step is saved first) and :class:`recbench.config.ConfigError` (a mistake, or a
+    run directory another process is writing)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(workdir) if is_writer() else None
+    try:
+        with Preemption() as preemption:
+            return _train(cfg, workdir, preemption)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(cfg: DictConfig, workdir: Path, preemption: Preemption) -> dict:
+    t_start = time.time()
     tc = as_schema(cfg.trainer, TrainerConfig)
     horizon = _schedule_horizon(cfg, workdir, tc)
     if horizon != cfg.optim.schedule_steps:
@@ -173,9 +244,10 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
     with contextlib.ExitStack() as cleanup:  # close the logger and checkpoints even on a crash
         ckpt = Checkpoints(workdir, tc.keep_checkpoints)
         cleanup.callback(ckpt.close)
-        state, start = run.state, (ckpt.latest_step() if tc.resume else None)
-        if start is not None:
-            state = TrainState(**ckpt.restore(start, state.tree()))
+        state, start = run.state, None
+        if tc.resume:
+            start, tree = ckpt.restore_latest(state.tree())
+            state = TrainState(**tree) if start is not None else state
         start = min(start or 0, tc.total_steps)
         logger = RunLogger(workdir, resolved, wandb_cfg=resolved["logger"]["wandb"], console=console.enabled,
                            group=cfg.name)
@@ -190,19 +262,37 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
         # -- loop ----------------------------------------------------------------------------------------------
         clock = Throughput(tc.batch_size, start)
         target = TargetWatch(tc.target_accuracy, t_start, workdir if start else None, start)
+        watch = NonFiniteWatch(tc.on_nonfinite, ckpt.directory)
+        watch.last_saved = start or None
+
+        def save(done: int) -> None:
+            if watch.check():
+                logger.event("skipped", done, skipped_steps=watch.skipped)
+            ckpt.save(done, state.tree())
+            watch.last_saved = done
+            clock.resume()
+
+        preemption.armed = True  # from here a signal is served at the end of the step it arrives in
         with console.progress(tc.total_steps, start) as bar:
             for step in range(start, start if target.reached else tc.total_steps):
                 clock.begin()
+                if clock.first_step_s is None:
+                    kill_soon("compile")  # tests: a kill while the first step compiles
                 state, metrics = run.train_step(state, run.inputs.train_args(step), step)  # one dispatch
                 done = step + 1
+                watch.add(done, metrics)
+                kill_point("train", done)
                 if done % tc.log_every == 0 or done == tc.total_steps or clock.first_step_s is None:
+                    if watch.check():
+                        bar.note(f"step {done}: {watch.skipped} non-finite steps skipped so far")
                     metrics = jax.device_get(metrics)
                     clock.lap(done)
                     img_s = clock.images_per_s or 0.0
                     logger.event("train", done, loss=float(metrics["loss"]), lr=float(run.lr(step)),
                                  grad_norm=float(metrics["grad_norm"]),
                                  accuracy_per_step=[float(a) for a in metrics["accuracy_per_step"]],
-                                 loss_per_step=[float(v) for v in metrics["loss_per_step"]], images_per_s=img_s)
+                                 loss_per_step=[float(v) for v in metrics["loss_per_step"]], images_per_s=img_s,
+                                 **({"skipped_steps": watch.skipped} if watch.skipped else {}))
                     bar.update(done, loss=float(metrics["loss"]), img_s=img_s)
                 if done % tc.eval_every == 0 and done < tc.total_steps:
                     ev = evaluate_split(run.evaluate, state, run.inputs, tc.eval_batch_size, None)
@@ -214,10 +304,16 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
                                  f"{target.seconds:.1f} s; stopping")
                     clock.resume()
                 if done % tc.checkpoint_every == 0 or done == tc.total_steps or target.reached:
-                    ckpt.save(done, state.tree())
-                    clock.resume()
+                    save(done)
+                if preemption.requested:
+                    if watch.last_saved != done:
+                        save(done)
+                    logger.event("preempted", done, signal=preemption.name)
+                    preemption.exit(done, ckpt.directory)
                 if target.reached:
                     break
+        preemption.armed = False
+        watch.check()
 
         # -- summarise -----------------------------------------------------------------------------------------
         keep_logits = (tc.save_predictions
@@ -229,8 +325,8 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
             target.check(end, ev["accuracy_per_step"][-1], tc.batch_size)
         if tc.save_predictions and is_writer():
             extra = {"logits": ev["logits"].astype(np.float16)} if keep_logits else {}
-            np.savez_compressed(workdir / "predictions.npz", correct=ev["correct"], labels=run.inputs.eval_labels(),
-                                **extra)
+            with atomic_path(workdir / "predictions.npz") as tmp, open(tmp, "wb") as f:
+                np.savez_compressed(f, correct=ev["correct"], labels=run.inputs.eval_labels(), **extra)
         summary = {
             **info,
             "accuracy_per_step": ev["accuracy_per_step"],
@@ -241,6 +337,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
             "solution_time": solution_time_histogram(solution_times(ev["correct"]), len(ev["accuracy_per_step"])),
             "train_steps": end,
             "resumed_from": start,
+            **({"skipped_steps": watch.skipped} if tc.on_nonfinite == "skip" else {}),
             **target.summary(),
             "wall_time_s": round(time.time() - t_start, 2),
             "first_step_s": round(clock.first_step_s, 2) if clock.first_step_s is not None else None,
@@ -248,7 +345,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
             "workdir": str(workdir),
         }
         if is_writer():
-            (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            atomic_write_text(workdir / "summary.json", json.dumps(summary, indent=2) + "\n")
         logger.summary(summary)
         console.final(summary)
     return summary

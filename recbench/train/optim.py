@@ -14,10 +14,14 @@ def validate_optim(c: OptimConfig) -> None:
     """One-line :class:`ConfigError` for a bad ``optim`` node; builds nothing."""
     choice(c.name, "optim.name", OPTIMIZERS)
     choice(c.schedule, "optim.schedule", SCHEDULES)
-    for key in ("lr", "decay_factor"):
-        if not getattr(c, key) > 0:
-            raise ConfigError(f"optim.{key} must be positive, got {getattr(c, key)}")
-    for key in ("momentum", "weight_decay", "grad_clip"):
+    if not c.lr > 0:
+        raise ConfigError(f"optim.lr must be positive, got {c.lr}")
+    if not 0 < c.decay_factor <= 1:
+        raise ConfigError(f"optim.decay_factor multiplies the lr at each of decay_at; give a value in (0, 1], got "
+                          f"{c.decay_factor}")
+    if not 0 <= c.momentum < 1:
+        raise ConfigError(f"optim.momentum must be in [0, 1), got {c.momentum}")
+    for key in ("weight_decay", "grad_clip"):
         if not getattr(c, key) >= 0:
             raise ConfigError(f"optim.{key} must be non-negative, got {getattr(c, key)}")
     check_int("optim.warmup_steps", c.warmup_steps, 0)

@@ -30,6 +30,8 @@ from recbench.train.optim import make_optimizer
 from recbench.train.parallel import Parallel, barrier, check_divides, data_axis_size, is_writer, make_parallel
 from recbench.train.step import PRECISIONS, TrainState, make_eval_fn, make_train_step
 
+NONFINITE = ("stop", "skip")  # trainer.on_nonfinite
+
 
 @dataclass
 class Run:
@@ -72,6 +74,7 @@ def validate_trainer(t: TrainerConfig) -> None:
                 "keep_checkpoints"):
         check_int(f"trainer.{key}", getattr(t, key))
     choice(t.precision, "trainer.precision", tuple(PRECISIONS))
+    choice(t.on_nonfinite, "trainer.on_nonfinite", NONFINITE)
     # Eval chunks need no check: they are padded up to a multiple of the data axis (masked rows).
     check_divides("trainer.batch_size", t.batch_size, data_axis_size(t.mesh), t.mesh)
     if not 0.0 <= t.target_accuracy <= 1.0:
@@ -117,7 +120,8 @@ def build_run(cfg: DictConfig, *, data_dir: str | None = None, progress: bool = 
     return Run(cfg=cfg, trainer=trainer, dataset=dataset, inputs=inputs, model=model, tx=tx, lr=lr,
                state=parallel.replicate(TrainState(params, rest, tx.init(params))),
                train_step=make_train_step(graphdef, tx, objective, dataset.multilabel, gather=inputs.gather,
-                                          precision=trainer.precision, parallel=parallel),
+                                          precision=trainer.precision, parallel=parallel,
+                                          skip_nonfinite=trainer.on_nonfinite == "skip"),
                evaluate=make_eval_fn(graphdef, dataset.multilabel, precision=trainer.precision, parallel=parallel),
                parallel=parallel,
                train_step_on_batch=make_train_step(graphdef, tx, objective, dataset.multilabel,

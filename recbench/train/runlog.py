@@ -3,6 +3,10 @@
 Every event is one JSON object per line, flushed as written, so a killed run loses nothing it logged. In a
 multi-process run only process 0 writes (metrics.jsonl and wandb); the others' loggers record nothing, so each
 event is in the file once.
+
+wandb never holds a run up: before going online the server is probed (:func:`recbench.env.reachable`, seconds),
+and with no route to it — the usual state of a compute node — or an ``init`` that fails or times out, the run
+logs offline and says, in one line, how to upload it later.
 """
 
 from __future__ import annotations
@@ -15,7 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from recbench.env import reachable
+from recbench.faults import atomic_write_text
+
 WANDB_MODES = ("auto", "online", "offline", "disabled")
+DEFAULT_WANDB_URL = "https://api.wandb.ai"
+WANDB_INIT_TIMEOUT_S = 30  # a server that accepts the connection but does not answer
 
 
 def resolve_wandb_mode(mode: str) -> str:
@@ -42,17 +51,35 @@ class RunLogger:
         self.workdir = workdir
         self.writer = writer
         self.console = console and writer
-        self._jsonl = open(workdir / "metrics.jsonl", "a", buffering=1) if writer else None
+        self._jsonl = _open_log(workdir / "metrics.jsonl") if writer else None
         self._t0 = time.time()
         self.run = None
         self._sync_dir: str | None = None
         mode = resolve_wandb_mode(wandb_cfg["mode"])
         if mode != "disabled" and writer:
-            self.run = _init_wandb(workdir, cfg, wandb_cfg, mode, group)
+            self.run = self._start_wandb(workdir, cfg, wandb_cfg, mode, group)
             if self.run.offline:
                 self._sync_dir = self.run.sync_dir
             elif not self.run.disabled and self.run.url:
                 self._say(f"wandb: online run at {self.run.url}")
+
+    def _start_wandb(self, workdir: Path, cfg: dict, wandb_cfg: dict, mode: str, group: str):
+        """The wandb run; online falls back to offline (one line: why, and how to upload the run later)."""
+        url = os.environ.get("WANDB_BASE_URL", DEFAULT_WANDB_URL)
+        why = None
+        if mode == "online" and not reachable(url):
+            why, mode = f"no route to {url}", "offline"
+        try:
+            run = _init_wandb(workdir, cfg, wandb_cfg, mode, group)
+        except Exception as e:  # wandb.errors.CommError, its init timeout, ...: the run goes on offline
+            if mode != "online":
+                raise
+            why = f"{url} did not answer ({type(e).__name__}: {' '.join(str(e).split())[:100]})"
+            run = _init_wandb(workdir, cfg, wandb_cfg, "offline", group)
+        if why:
+            where = _display_path(run.sync_dir)
+            self._say(f"wandb: {why}; logging offline, upload later with: wandb sync {where}")
+        return run
 
     def _say(self, line: str) -> None:
         """recbench's own wandb line (wandb itself runs silent: see :func:`_init_wandb`)."""
@@ -122,6 +149,17 @@ class RunLogger:
                 self._say(f"wandb: offline run in {where}; upload with: wandb sync {where}")
 
 
+def _open_log(path: Path):
+    """``path`` for appending lines; a last line cut short by a kill is dropped first, so the lines appended after
+    a resume stay whole JSON objects."""
+    if path.exists():
+        with open(path, "rb+") as f:
+            data = f.read()
+            if data and not data.endswith(b"\n"):
+                f.truncate(data.rfind(b"\n") + 1)
+    return open(path, "a", buffering=1)
+
+
 def _display_path(path: str) -> str:
     """``path`` relative to the working directory when it lies inside it (``outputs/...``), else absolute."""
     rel = os.path.relpath(path)
@@ -136,11 +174,11 @@ def _init_wandb(workdir: Path, cfg: dict, wandb_cfg: dict, mode: str, group: str
 
     id_file = workdir / "wandb_id.txt"
     run_id = id_file.read_text().strip() if id_file.exists() else secrets.token_hex(4)
-    id_file.write_text(run_id)
+    atomic_write_text(id_file, run_id)
     run = wandb.init(project=wandb_cfg["project"], entity=wandb_cfg.get("entity"), group=group,
                      name=workdir.name, id=run_id, resume="allow", mode=mode, dir=str(workdir),
                      config=cfg, tags=list(wandb_cfg.get("tags") or []),
-                     settings=wandb.Settings(console="off", silent=True))
+                     settings=wandb.Settings(console="off", silent=True, init_timeout=WANDB_INIT_TIMEOUT_S))
     run.define_metric("train/step")
     run.define_metric("train/*", step_metric="train/step")
     run.define_metric("eval/*", step_metric="train/step")

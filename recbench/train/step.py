@@ -30,6 +30,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from recbench.faults import kill_point
 from recbench.train.objectives import Objective, per_step_correct, per_step_loss
 
 if TYPE_CHECKING:
@@ -66,11 +67,14 @@ def _forward(graphdef: nnx.GraphDef, params, rest, x, compute, **kwargs):
 
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, objective: Objective | jax.Array,
                     multilabel: bool, *, gather: Callable | None = None, precision: str = "fp32",
-                    parallel: Parallel | None = None) -> Callable:
+                    parallel: Parallel | None = None, skip_nonfinite: bool = False) -> Callable:
     """The jitted train step, state donated: ``step(state, x, y[, step_index]) -> (state, metrics)``, or with
     ``gather`` (an input pipeline's, see :mod:`recbench.data.pipeline`) ``step(state, args, step_index)`` that makes
     the batch inside the step. ``objective`` is a :class:`recbench.train.objectives.Objective` (or just its per-step
-    weights ``[T]``); ``precision`` is ``fp32`` or ``bf16`` (compute dtype); ``parallel`` replicates every output."""
+    weights ``[T]``); ``precision`` is ``fp32`` or ``bf16`` (compute dtype); ``parallel`` replicates every output.
+
+    ``metrics["finite"]`` says whether the loss and the gradient norm were finite; with ``skip_nonfinite`` a step
+    where they were not leaves the whole state (parameters, statistics, optimizer) as it was."""
     compute = PRECISIONS[precision]
     if not isinstance(objective, Objective):
         objective = Objective(jnp.asarray(objective))
@@ -96,9 +100,14 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, ob
             state.params, state.rest, x, y, step_index)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": loss, "loss_per_step": losses, "accuracy_per_step": correct,
-                   "grad_norm": optax.tree.norm(grads)}
-        return TrainState(params, rest, opt_state), metrics
+        grad_norm = optax.tree.norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        metrics = {"loss": loss, "loss_per_step": losses, "accuracy_per_step": correct, "grad_norm": grad_norm,
+                   "finite": finite}
+        new = TrainState(params, rest, opt_state)
+        if skip_nonfinite:
+            new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, state)
+        return new, metrics
 
     jit = partial(jax.jit, donate_argnums=0,
                   out_shardings=None if parallel is None else parallel.replicated)
@@ -130,7 +139,8 @@ def evaluate_split(evaluate: Callable, state: TrainState, inputs, chunk: int, st
                    keep_logits: bool = False, ablate: tuple[str, ...] = ()) -> dict:
     """Accuracy and loss at every time step over the whole eval split (optionally the per-image logits)."""
     correct, losses, logits_all = [], [], []
-    for x, y, valid in inputs.eval_batches(chunk):
+    for i, (x, y, valid) in enumerate(inputs.eval_batches(chunk)):
+        kill_point("eval", i)  # tests: a kill in the middle of an evaluation
         logits, loss, ok = evaluate(state.params, state.rest, x, y, steps, tuple(ablate))
         correct.append(jax.device_get(ok)[:, :valid])
         losses.append(jax.device_get(loss)[:, :valid])

@@ -91,6 +91,37 @@ def test_unknown_split_is_a_config_error(mocked):
         load_dataset(_dataset_cfg("cifar10", "dataset.eval_split=validation"), data_dir="/x")
 
 
+@pytest.mark.parametrize("split,n,expected", [
+    ("train", None, "train"),
+    ("train", 512, "train[:512]"),
+    ("train[45000:]", 512, "train[45000:45512]"),
+    ("train[:10%]", 100_000, "train[:5000]"),  # a split smaller than n is read whole
+    ("train[:10]+test", 25, "train[:10]+test[:15]"),
+    ("all", 60_005, "train[:50000]+test[:10000]"),
+])
+def test_first_examples_slices_a_split_expression(split, n, expected):
+    assert stock.first_examples(split, n, stock.published_sizes("cifar10"), "dataset.train_split") == expected
+
+
+@pytest.mark.parametrize("name,streamed", [("cifar10", False), ("imagenette", True)])
+def test_smoke_reads_the_first_images_of_each_stock_split(mocked, monkeypatch, name, streamed):
+    """debug=smoke's num_train / num_test reach tfds as sliced splits (the mock serves its 24 examples whatever the
+    slice, so the split strings are what is checked)."""
+    opened = []
+    real = stock.open_source
+    monkeypatch.setattr(stock, "open_source", lambda b, split, key: opened.append(split) or real(b, split, key))
+    ds = load_dataset(_dataset_cfg(name, "debug=smoke"), data_dir="/x")
+    assert isinstance(ds, StreamDataset) == streamed
+    assert opened == ["train[:512]", "validation[:256]" if streamed else "test[:256]"]
+
+
+def test_smoke_on_a_missing_stock_set_fails_on_the_data_not_its_keys(tmp_path, offline):
+    cfg = _dataset_cfg("cifar10", "debug=smoke")
+    assert dataset_meta(cfg) == ((32, 32, 3), 10)
+    with pytest.raises(ConfigError, match="dataset cifar10 is not prepared in .* cannot be built here: put cifar-10"):
+        load_dataset(cfg, data_dir=str(tmp_path))
+
+
 @pytest.mark.parametrize("overrides,message", [
     (["dataset=imagenette", "dataset.pipeline=resident"], "needs images of one size; imagenette must stream"),
     (["dataset=imagenet2012", "dataset.image_size=null"], "dataset.image_size must be set"),
@@ -101,6 +132,12 @@ def test_unknown_split_is_a_config_error(mocked):
     (["dataset=mnist", "+dataset.variant=x"], "mnist has no variants"),
     (["dataset=imagenette", "dataset.threads=0"], "dataset.threads must be a positive integer"),
     (["dataset=pathfinder", "dataset.contour_length=7"], "dataset.contour_length=7 is not valid; choose one of: 6"),
+    (["dataset=cifar10", "dataset.train_split=nonsense"], "dataset.train_split='nonsense': Unknown split 'nonsense'"),
+    (["dataset=cifar10", "dataset.eval_split='test[:20000]'"], "Requested slice [:20000] incompatible with 10000"),
+    (["dataset=cifar10", "dataset.eval_split='test[10:5]'"], "dataset.eval_split='test[10:5]' selects no examples"),
+    (["dataset=cifar10", "dataset.train_split=''"], "dataset.train_split='' is not a tfds split"),
+    (["dataset=cifar10", "dataset.num_train=0"], "dataset.num_train must be a positive integer, got 0"),
+    (["dataset=imagenette", "dataset.variant=80px"], "dataset.variant='80px' is not valid; choose one of: full-size"),
 ])
 def test_bad_dataset_configs_are_one_line_errors(overrides, message):
     with pytest.raises(ConfigError, match=re.escape(message)) as err:
@@ -122,7 +159,7 @@ def test_missing_cifar10_fails_fast_naming_file_folder_and_tensorflow(tmp_path, 
 
 def test_missing_imagenet_names_both_tars_even_with_tensorflow(tmp_path, monkeypatch):
     monkeypatch.setattr(stock, "tensorflow_installed", lambda: True)
-    monkeypatch.setattr(stock, "_reachable", lambda url: pytest.fail("manual datasets are never probed"))
+    monkeypatch.setattr(stock, "reachable", lambda url: pytest.fail("manual datasets are never probed"))
     with pytest.raises(ConfigError) as err:
         load_dataset(_dataset_cfg("imagenet2012"), data_dir=str(tmp_path))
     assert str(err.value) == (

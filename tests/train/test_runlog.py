@@ -1,8 +1,11 @@
 """metrics.jsonl is always written; wandb runs offline (no network, no key) and mirrors it."""
 
 import json
+import time
 
 from recbench.train.runlog import RunLogger, resolve_wandb_mode
+
+WANDB_AUTO = {"mode": "auto", "project": "recbench-test", "entity": None, "tags": []}
 
 
 def test_auto_mode_is_offline_without_a_key(monkeypatch):
@@ -66,10 +69,60 @@ def test_online_run_prints_its_url_once(tmp_path, monkeypatch, capfd):
             pass
 
     monkeypatch.setattr(runlog, "_init_wandb", lambda *a, **k: FakeRun())
+    monkeypatch.setattr(runlog, "reachable", lambda url: True)
     wandb_cfg = {"mode": "online", "project": "recbench-test", "entity": None, "tags": []}
     logger = RunLogger(tmp_path, {}, wandb_cfg=wandb_cfg, console=True, group="g")
     logger.close()
     assert capfd.readouterr().out.splitlines() == ["wandb: online run at https://wandb.ai/me/recbench/runs/abc123"]
+
+
+def test_no_route_to_the_server_logs_offline_at_once_and_says_how_to_sync(tmp_path, monkeypatch, capfd):
+    """A key set and no route (a compute node): no wait in wandb.init, one line naming the sync command."""
+    import recbench.train.runlog as runlog
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://wandb.invalid")
+    monkeypatch.delenv("RECBENCH_OFFLINE")  # the probe itself runs, and fails fast: .invalid never resolves
+    modes = []
+    real = runlog._init_wandb
+    monkeypatch.setattr(runlog, "_init_wandb",
+                        lambda w, c, wc, mode, g: (modes.append(mode), real(w, c, wc, mode, g))[1])
+    t0 = time.time()
+    logger = RunLogger(tmp_path, {}, wandb_cfg=WANDB_AUTO, console=True, group="g")
+    assert time.time() - t0 < 30 and modes == ["offline"] and logger.run.offline
+    lines = capfd.readouterr().out.splitlines()
+    logger.close()
+    assert len(lines) == 1 and lines[0].startswith("wandb: no route to http://wandb.invalid; logging offline")
+    assert "wandb sync " in lines[0]
+
+
+def test_an_online_init_that_fails_falls_back_to_offline(tmp_path, monkeypatch, capfd):
+    import recbench.train.runlog as runlog
+
+    monkeypatch.setattr(runlog, "reachable", lambda url: True)
+    real, modes = runlog._init_wandb, []
+
+    def init(w, c, wc, mode, g):
+        modes.append(mode)
+        if mode == "online":
+            raise TimeoutError("Run initialization has timed out after 30.0 sec.")
+        return real(w, c, wc, mode, g)
+
+    monkeypatch.setattr(runlog, "_init_wandb", init)
+    logger = RunLogger(tmp_path, {}, wandb_cfg={**WANDB_AUTO, "mode": "online"}, console=True, group="g")
+    out = capfd.readouterr().out
+    logger.close()
+    assert modes == ["online", "offline"] and "did not answer (TimeoutError" in out and "wandb sync " in out
+
+
+def test_a_metrics_line_cut_short_by_a_kill_is_dropped_on_resume(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"event": "start", "step": 0}\n{"event": "train", "st')
+    logger = RunLogger(tmp_path, {}, wandb_cfg={**WANDB_AUTO, "mode": "disabled"}, console=False, group="g")
+    logger.event("resume", 0)
+    logger.close()
+    events = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in events] == ["start", "resume"]
 
 
 def test_final_summary_puts_depth_and_solution_time_figures_on_the_dashboard(tmp_path, monkeypatch):
