@@ -69,7 +69,7 @@ def check_overrides(overrides: list[str], multirun: bool = False) -> list[DictCo
     """Compose and validate every variant of the command line (and, for a multirun, of the sweep its experiment
     preset declares) before Hydra runs anything."""
     configs = []
-    hydra_dirs = [o.partition("=")[::2] for o in overrides if o.startswith("hydra.")]
+    hydra_overrides = [o for o in overrides if o.startswith("hydra")]
     overrides = [o for o in overrides if not o.startswith("hydra")]
     if multirun and any(o.partition("=")[0] == "experiment" for o in overrides):
         from recbench.config import sweep_params
@@ -91,10 +91,30 @@ def check_overrides(overrides: list[str], multirun: bool = False) -> list[DictCo
         cfg = compose_checked(variant)
         validate_config(cfg)
         configs.append(cfg)
-    for key, value in hydra_dirs:  # where Hydra itself writes: a folder that cannot be made fails here, not in Hydra
+    if hydra_overrides:
+        _check_hydra_overrides(hydra_overrides, _variants(overrides)[0], multirun)
+    return configs
+
+
+def _check_hydra_overrides(hydra_overrides: list[str], variant: list[str], multirun: bool) -> None:
+    """Hydra's own overrides (``hydra/launcher=…``, ``hydra.launcher.timeout_min=…``, ``hydra.run.dir=…``): composed
+    once with the first variant, so an unknown launcher or launcher key is one line here, not Hydra's error block;
+    the folder Hydra will write must be one this user can make."""
+    from recbench.config import _compose
+
+    try:
+        _compose(variant + _variants(hydra_overrides)[0])
+    except Exception as e:
+        text = " ".join(str(e).split("\n")[0].split()).rstrip(".")
+        cause = " ".join(str(e.__cause__).split("\n")[0].split()) if e.__cause__ else ""
+        hint = ""
+        if "submitit" in text or "submitit" in cause:
+            hint = "; the submitit launchers need the slurm extra: .venv/bin/pip install -e '.[slurm]'"
+        raise ConfigError(f"{text}{': ' + cause if cause and cause not in text else ''}{hint}") from None
+    for o in hydra_overrides:  # where Hydra itself writes: a folder that cannot be made fails here, not in Hydra
+        key, _, value = o.partition("=")
         if key == ("hydra.sweep.dir" if multirun else "hydra.run.dir") and "${" not in value:
             check_folder(key, value, create=True)
-    return configs
 
 
 def validate_config(cfg: DictConfig) -> None:
@@ -132,7 +152,7 @@ def _train_app(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from recbench.faults import Preempted, RunError, outcome_of, record_outcome
+    from recbench.faults import Preempted, RunDirBusy, RunError, outcome_of, record_outcome
     from recbench.train.loop import train_and_evaluate
     from recbench.train.parallel import initialize_distributed, is_writer
 
@@ -155,7 +175,7 @@ def _train_app(cfg: DictConfig) -> float:
         sys.exit(e.exit_code)  # its line is printed; SystemExit passes through Hydra's job runner, ending a sweep too
     except Exception as e:
         if is_writer():
-            record_outcome(workdir, outcome_of(e), sweep_dir)
+            record_outcome(workdir, outcome_of(e), sweep_dir, own_dir=not isinstance(e, RunDirBusy))
         one_line = isinstance(e, (ConfigError, RunError))
         if not one_line:
             (workdir / "error.txt").write_text(traceback.format_exc())

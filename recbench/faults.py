@@ -32,6 +32,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from recbench.config import ConfigError
+
 EXIT_CRASH = 1
 EXIT_MISTAKE = 2
 EXIT_DIVERGED = 3
@@ -118,6 +120,11 @@ class Preemption:
         raise Preempted(message)
 
 
+class RunDirBusy(ConfigError):
+    """Another process holds the run directory: a mistake in what was asked (exit status 2); nothing of this
+    process may be written there, not even its ``status.json``."""
+
+
 class RunLock:
     """One writer per run directory: an exclusive ``flock`` on ``<dir>/.lock``, held until :meth:`release` or the
     process ends (the kernel drops it even after ``kill -9``). The file names the holder, for the error line."""
@@ -132,10 +139,8 @@ class RunLock:
         except OSError:
             os.close(self._fd)
             holder = self._holder()
-            from recbench.config import ConfigError
-
-            raise ConfigError(f"{workdir} is in use by another run ({holder}); wait for it to end, or choose another "
-                              "hydra.run.dir") from None
+            raise RunDirBusy(f"{workdir} is in use by another run ({holder}); wait for it to end, or choose another "
+                             "hydra.run.dir") from None
         info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "command": " ".join(sys.argv)}
         os.ftruncate(self._fd, 0)
@@ -236,10 +241,11 @@ def outcome_of(error: BaseException | None, summary: dict | None = None) -> dict
     """What ``status.json`` records: ``done`` (with the final accuracy) or ``failed`` with its reason and message."""
     if error is None:
         return {"status": "done", "final_accuracy": (summary or {}).get("final_accuracy")}
-    from recbench.config import ConfigError
 
     if isinstance(error, RunError):
         reason = error.reason
+    elif isinstance(error, RunDirBusy):
+        reason = "busy"
     elif isinstance(error, ConfigError):
         reason = "config"
     elif isinstance(error, MemoryError) or "RESOURCE_EXHAUSTED" in str(error):
@@ -250,14 +256,16 @@ def outcome_of(error: BaseException | None, summary: dict | None = None) -> dict
             "message": " ".join(str(error).split())[:2000]}
 
 
-def record_outcome(workdir: Path, outcome: dict, sweep_dir: Path | None = None) -> None:
-    """Write ``<workdir>/status.json`` and, in a multirun, this job's entry of ``<sweep_dir>/sweep_summary.json``
-    (one entry per run directory, the latest outcome; updated under a lock, since jobs may run in parallel)."""
+def record_outcome(workdir: Path, outcome: dict, sweep_dir: Path | None = None, *, own_dir: bool = True) -> None:
+    """Write ``<workdir>/status.json`` (unless the directory is another process's: ``own_dir=False``) and, in a
+    multirun, this job's entry of ``<sweep_dir>/sweep_summary.json`` (one entry per run directory, the latest
+    outcome; updated under a lock, since jobs may run in parallel)."""
     import fcntl
 
     outcome = {**outcome, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "finished_s": round(time.time(), 3)}
-    workdir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(workdir / "status.json", json.dumps(outcome, indent=2) + "\n")
+    if own_dir:
+        workdir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(workdir / "status.json", json.dumps(outcome, indent=2) + "\n")
     if sweep_dir is None:
         return
     sweep_dir.mkdir(parents=True, exist_ok=True)

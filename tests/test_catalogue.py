@@ -45,6 +45,8 @@ CASES = [
     ("recbench", f"paths.output_root={UNWRITABLE}", "paths.output_root"),
     ("recbench", "paths.data_dir={tmp}/a_file", "paths.data_dir"),
     ("recbench", f"hydra.run.dir={UNWRITABLE}", "hydra.run.dir"),
+    ("recbench", "hydra/launcher=nope", "hydra/launcher/nope"),
+    ("recbench", "hydra.job.chdir=maybe", "hydra.job.chdir"),
     ("recbench", "name=../elsewhere", "name"),
     # the other groups' choices
     ("recbench", "scale=huge", "scale"),

@@ -125,4 +125,5 @@ def build_run(cfg: DictConfig, *, data_dir: str | None = None, progress: bool = 
                evaluate=make_eval_fn(graphdef, dataset.multilabel, precision=trainer.precision, parallel=parallel),
                parallel=parallel,
                train_step_on_batch=make_train_step(graphdef, tx, objective, dataset.multilabel,
-                                                   precision=trainer.precision, parallel=parallel))
+                                                   precision=trainer.precision, parallel=parallel,
+                                                   skip_nonfinite=trainer.on_nonfinite == "skip"))

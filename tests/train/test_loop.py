@@ -75,3 +75,18 @@ def test_multilabel_accuracy_is_all_digits_right():
     labels = jax.numpy.array([[1, 1, 0, 0], [1, 0, 1, 0]])
     logits = jax.numpy.array([[[3.0, 2.0, 1.0, 0.0], [3.0, 2.0, 1.0, 0.0]]])  # [T=1, B=2, C=4]
     assert per_step_correct(logits, labels, multilabel=True).tolist() == [[True, False]]
+
+
+def test_skip_mode_leaves_the_whole_state_as_it_was_on_a_non_finite_step(tiny_cfg):
+    """trainer.on_nonfinite=skip: a step whose loss is NaN changes no parameter, statistic or optimizer count."""
+    r = run.build_run(tiny_cfg("trainer.on_nonfinite=skip"), progress=False)
+    shape = (32, *r.dataset.image_shape)
+    y = np.zeros(32, np.int32)
+    before = jax.tree.map(np.array, r.state.tree())
+    state, metrics = r.train_step_on_batch(r.state, np.full(shape, np.nan, np.float32), y)
+    assert not bool(metrics["finite"])
+    jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.array, state.tree()), before)
+    state, metrics = r.train_step_on_batch(state, np.ones(shape, np.float32), y)
+    assert bool(metrics["finite"])
+    after = jax.tree.map(np.array, state.tree())
+    assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(before), strict=True))
