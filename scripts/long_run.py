@@ -85,7 +85,11 @@ def main() -> None:
               "rss_mb_peak": round(max(r for _, r, _ in samples), 1),
               "step_s_steps_10_to_110": round(first, 4), f"step_s_last_{WINDOW}": round(last, 4),
               "step_time_ratio_last_over_first": round(last / first, 3),
-              "rss_growth_mb": round(end_rss[0] - start_rss, 1), "wall_time_s": summary["wall_time_s"]}
+              "rss_growth_mb": round(end_rss[0] - start_rss, 1), "wall_time_s": summary["wall_time_s"],
+              # the RSS trajectory: the peak sample around each multiple of 500 steps (a plateau, or a leak?)
+              "rss_mb_by_step": {k: round(max(r for _, r, s in samples if s < k + 10 and s >= k - 40), 1)
+                                 for k in range(500, args.steps + 1, 500)
+                                 if any(k - 40 <= s < k + 10 for _, _, s in samples)}}
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
