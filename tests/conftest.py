@@ -34,7 +34,7 @@ def data_dir(tmp_path_factory) -> str:
     return str(tmp_path_factory.mktemp("tfds"))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_overrides() -> tuple[str, ...]:
     """The tiny config's overrides, for tests that start the real command line."""
     return TINY

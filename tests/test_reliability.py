@@ -43,19 +43,12 @@ def result(run_dir: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def baseline(tmp_path_factory, tiny_overrides_module):
+def baseline(tmp_path_factory, tiny_overrides):
     """One run never interrupted: what every interrupted-and-resumed run must end with."""
     root = tmp_path_factory.mktemp("baseline")
-    done = recbench(root / "run", root / "data", tiny_overrides_module)
+    done = recbench(root / "run", root / "data", tiny_overrides)
     assert done.returncode == 0, done.stderr[-2000:]
     return result(root / "run")
-
-
-@pytest.fixture(scope="module")
-def tiny_overrides_module():
-    from conftest import TINY  # tests/ is on sys.path (pytest's rootdir-relative conftest)
-
-    return TINY
 
 
 KILLS = {  # point -> the step the rerun resumes from
@@ -68,12 +61,12 @@ KILLS = {  # point -> the step the rerun resumes from
 
 
 def test_kill_9_at_any_point_then_rerun_ends_exactly_like_an_uninterrupted_run(tmp_path, baseline,
-                                                                                tiny_overrides_module):
+                                                                                tiny_overrides):
     def kill_and_resume(point: str) -> tuple[str, int, list[str], int, dict]:
         run_dir, data_dir = tmp_path / point.replace(":", "_"), tmp_path / f"data_{point.replace(':', '_')}"
-        killed = recbench(run_dir, data_dir, tiny_overrides_module, env={"RECBENCH_KILL_AT": point})
+        killed = recbench(run_dir, data_dir, tiny_overrides, env={"RECBENCH_KILL_AT": point})
         left = sorted(p.name for p in (run_dir / "checkpoints").iterdir()) if (run_dir / "checkpoints").exists() else []
-        rerun = recbench(run_dir, data_dir, tiny_overrides_module)
+        rerun = recbench(run_dir, data_dir, tiny_overrides)
         assert rerun.returncode == 0, f"{point}: {rerun.stderr[-2000:]}"
         resumed_from = json.loads((run_dir / "summary.json").read_text())["resumed_from"]
         return point, killed.returncode, left, resumed_from, result(run_dir)
@@ -89,23 +82,23 @@ def test_kill_9_at_any_point_then_rerun_ends_exactly_like_an_uninterrupted_run(t
 
 
 @pytest.mark.parametrize("sig", ["TERM", "USR1"])
-def test_a_preemption_signal_saves_the_current_step_and_exits_75(tmp_path, baseline, tiny_overrides_module, sig):
+def test_a_preemption_signal_saves_the_current_step_and_exits_75(tmp_path, baseline, tiny_overrides, sig):
     run_dir, data = tmp_path / "run", tmp_path / "data"
-    first = recbench(run_dir, data, tiny_overrides_module, env={"RECBENCH_KILL_AT": f"train:6:{sig}"})
+    first = recbench(run_dir, data, tiny_overrides, env={"RECBENCH_KILL_AT": f"train:6:{sig}"})
     assert first.returncode == EXIT_PREEMPTED, first.stderr[-2000:]
     assert f"SIG{sig} at step 6: checkpoint saved in {run_dir / 'checkpoints'}" in first.stderr
     assert "Traceback" not in first.stderr
     assert sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()) == [4, 6]
     assert json.loads((run_dir / "status.json").read_text())["reason"] == "preempted"
-    second = recbench(run_dir, data, tiny_overrides_module)
+    second = recbench(run_dir, data, tiny_overrides)
     assert second.returncode == 0, second.stderr[-2000:]
     assert json.loads((run_dir / "summary.json").read_text())["resumed_from"] == 6
     assert result(run_dir) == baseline
 
 
-def test_a_signal_from_outside_stops_a_long_run_promptly(tmp_path, tiny_overrides_module):
+def test_a_signal_from_outside_stops_a_long_run_promptly(tmp_path, tiny_overrides):
     run_dir = tmp_path / "run"
-    proc = recbench(run_dir, tmp_path / "data", tiny_overrides_module, "trainer.total_steps=100000",
+    proc = recbench(run_dir, tmp_path / "data", tiny_overrides, "trainer.total_steps=100000",
                     "trainer.checkpoint_every=100000", wait=False)
     metrics = run_dir / "metrics.jsonl"
     deadline = time.time() + 240
@@ -119,10 +112,10 @@ def test_a_signal_from_outside_stops_a_long_run_promptly(tmp_path, tiny_override
     assert step > 0 and (run_dir / "checkpoints" / str(step)).is_dir()
 
 
-def test_the_launchers_own_handler_is_called_after_the_checkpoint(tmp_path, tiny_overrides_module):
+def test_the_launchers_own_handler_is_called_after_the_checkpoint(tmp_path, tiny_overrides):
     """submitit's SIGUSR2 handler requeues the job: ours saves first, then hands the signal on."""
     run_dir, marker = tmp_path / "run", tmp_path / "requeued"
-    args = [*tiny_overrides_module, *STEPS, f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={run_dir}"]
+    args = [*tiny_overrides, *STEPS, f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={run_dir}"]
     script = (
         "import signal, sys\n"
         "def requeue(signum, frame):\n"
@@ -139,9 +132,9 @@ def test_the_launchers_own_handler_is_called_after_the_checkpoint(tmp_path, tiny
 
 
 def test_divergence_stops_at_the_step_with_exit_3_and_keeps_the_last_good_checkpoint(tmp_path,
-                                                                                     tiny_overrides_module):
+                                                                                     tiny_overrides):
     run_dir = tmp_path / "run"
-    done = recbench(run_dir, tmp_path / "data", tiny_overrides_module, "optim=sgd", "optim.lr=1e30",
+    done = recbench(run_dir, tmp_path / "data", tiny_overrides, "optim=sgd", "optim.lr=1e30",
                     "trainer.checkpoint_every=1")
     assert done.returncode == EXIT_DIVERGED, done.stderr[-2000:]
     lines = done.stderr.strip().splitlines()
@@ -155,22 +148,22 @@ def test_divergence_stops_at_the_step_with_exit_3_and_keeps_the_last_good_checkp
     assert json.loads((run_dir / "status.json").read_text())["reason"] == "diverged"
 
 
-def test_skip_mode_skips_non_finite_steps_but_stops_when_every_step_is(tmp_path, tiny_overrides_module):
-    done = recbench(tmp_path / "run", tmp_path / "data", tiny_overrides_module, "optim=sgd", "optim.lr=1e30",
+def test_skip_mode_skips_non_finite_steps_but_stops_when_every_step_is(tmp_path, tiny_overrides):
+    done = recbench(tmp_path / "run", tmp_path / "data", tiny_overrides, "optim=sgd", "optim.lr=1e30",
                     "trainer.on_nonfinite=skip", "trainer.total_steps=80", "trainer.checkpoint_every=100")
     assert done.returncode == EXIT_DIVERGED, done.stderr[-2000:]
     assert "50 steps in a row were non-finite and skipped" in done.stderr
 
 
 def test_a_damaged_latest_checkpoint_is_reported_and_the_previous_one_used(tmp_path, baseline,
-                                                                           tiny_overrides_module):
+                                                                           tiny_overrides):
     run_dir, data = tmp_path / "run", tmp_path / "data"
-    first = recbench(run_dir, data, tiny_overrides_module, env={"RECBENCH_KILL_AT": "train:10"})
+    first = recbench(run_dir, data, tiny_overrides, env={"RECBENCH_KILL_AT": "train:10"})
     assert first.returncode == -signal.SIGKILL
     for f in (run_dir / "checkpoints" / "8").rglob("*"):
         if f.is_file() and f.stat().st_size > 64:
             f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])  # every sizeable file cut in half
-    rerun = recbench(run_dir, data, tiny_overrides_module)
+    rerun = recbench(run_dir, data, tiny_overrides)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     damaged = [line for line in rerun.stderr.splitlines() if "is damaged" in line]
     assert len(damaged) == 1 and f"checkpoint {run_dir / 'checkpoints' / '8'} is damaged" in damaged[0]
@@ -179,12 +172,12 @@ def test_a_damaged_latest_checkpoint_is_reported_and_the_previous_one_used(tmp_p
     assert result(run_dir) == baseline
 
 
-def test_a_second_writer_on_a_run_directory_exits_naming_the_first(tmp_path, tiny_overrides_module):
+def test_a_second_writer_on_a_run_directory_exits_naming_the_first(tmp_path, tiny_overrides):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     held = RunLock(run_dir)  # this test process is "the other run"
     try:
-        done = recbench(run_dir, tmp_path / "data", tiny_overrides_module)
+        done = recbench(run_dir, tmp_path / "data", tiny_overrides)
     finally:
         held.release()
     assert done.returncode == 2, done.stderr
@@ -196,9 +189,9 @@ def test_a_second_writer_on_a_run_directory_exits_naming_the_first(tmp_path, tin
     assert sorted(p.name for p in run_dir.iterdir()) == [".hydra", ".lock", "cli.log"]
 
 
-def test_a_failing_job_of_a_sweep_is_recorded_and_the_others_finish(tmp_path, tiny_overrides_module):
+def test_a_failing_job_of_a_sweep_is_recorded_and_the_others_finish(tmp_path, tiny_overrides):
     sweep = tmp_path / "sweep"
-    args = [str(RECBENCH), "-m", *tiny_overrides_module, *STEPS, f"paths.data_dir={tmp_path / 'data'}",
+    args = [str(RECBENCH), "-m", *tiny_overrides, *STEPS, f"paths.data_dir={tmp_path / 'data'}",
             "optim=sgd", "optim.lr=0.05,1e30,0.02", f"hydra.sweep.dir={sweep}"]
     done = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert done.returncode == 1, done.stderr[-2000:]

@@ -11,6 +11,7 @@ process saw, which files directly in ``WORKDIR`` it opened for writing or rename
 import faulthandler
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -22,16 +23,22 @@ WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT
 
 
 def watch_writes(workdir: Path) -> list[str]:
-    """Names in ``workdir`` (not below it) that this process opens for writing or renames, as it does."""
+    """Names in ``workdir`` (not below it) that this process opens for writing or renames, as it does; a file
+    written under its temporary name and renamed (recbench.faults.atomic_path: ``.NAME.tmp-PID``) counts as NAME."""
     written: list[str] = []
+
+    def final(path) -> str:
+        name = Path(path).name
+        atomic = re.fullmatch(r"\.(.+)\.tmp-\d+", name)
+        return atomic.group(1) if atomic else name
 
     def hook(event: str, args: tuple) -> None:
         if event == "open" and isinstance(args[0], str | os.PathLike):
             mode, flags = args[1] or "", args[2] or 0
             if (any(c in mode for c in "wax+") or flags & WRITE_FLAGS) and Path(args[0]).parent == workdir:
-                written.append(Path(args[0]).name)
+                written.append(final(args[0]))
         elif event == "os.rename" and Path(args[0]).parent == workdir:
-            written.append(f"rename:{Path(args[0]).name}")
+            written.append(f"rename:{final(args[0])}")
 
     sys.addaudithook(hook)
     return written
