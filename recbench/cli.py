@@ -213,6 +213,12 @@ def _report_sweep(overrides: list[str], since: float) -> None:
 _LAST_SWEEP: dict[str, str] = {}
 
 
+# Hydra's mutually exclusive modes, by flag.
+MODES = {"-m": "--multirun", "--multirun": "--multirun", "-r": "--run", "--run": "--run", "-c": "--cfg",
+         "--cfg": "--cfg", "-i": "--info", "--info": "--info", "-sc": "--shell-completion",
+         "--shell-completion": "--shell-completion"}
+
+
 def train_main() -> None:
     import time
 
@@ -220,6 +226,10 @@ def train_main() -> None:
     from recbench.train.parallel import initialize_distributed
 
     multirun = any(a in ("-m", "--multirun") for a in args)
+    modes = {MODES[a] for a in args if a in MODES}
+    if len(modes) > 1:  # Hydra would raise a ValueError with its stack trace
+        fail(f"{' and '.join(sorted(modes))} cannot be combined; give one of them (e.g. drop -m to print the config "
+             "with --cfg job)")
     try:
         initialize_distributed()  # a multi-process run joins before any JAX computation (the checks count devices)
     except ConfigError as e:

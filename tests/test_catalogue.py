@@ -61,6 +61,7 @@ CASES = [
     ("recbench", "dataset=cifar10 dataset.eval_split='test[:99999]'", "dataset.eval_split"),
     ("recbench", "debug=smoke dataset=cifar10", "cifar-10-binary.tar.gz"),
     ("recbench", "-m model=b,nope", "nope"),
+    ("recbench", "-m model=b --cfg job", "--cfg and --multirun"),
     # every other console script
     ("recbench-info", "model=b,bl", "sweeps"),
     ("recbench-info", "--bogus", "--bogus"),

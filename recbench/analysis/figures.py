@@ -7,6 +7,10 @@ seeds with a Student-t 95 % CI and the number of runs shown (:mod:`recbench.anal
 missing from a partial sweep is simply not drawn. :data:`EXPERIMENTS` maps each name to its render function,
 ``render(table, run_dirs, out_dir, options) -> [written paths]``:
 
+* ``pilot`` — not a paper: the pilot that sets an experiment's budget, the same runs at several
+  ``trainer.total_steps`` (``recbench-figures pilot outputs/pilot_spoerer2017 --out results/spoerer2017/pilot``).
+  Final accuracy against images seen (equal epochs) and against training FLOPs (equal compute), and the learning
+  curve within each series' longest run.
 * ``spoerer2017`` — last-step accuracy per model grouped by task (digit debris level, digit clutter digits);
   accuracy per time step (and per MFLOP) per model, one figure per task.
 * ``liao_poggio2016`` — accuracy against effective depth, parameters (log) and FLOPs, weight-shared vs unshared;
@@ -189,8 +193,61 @@ def schwarzschild2021(table: list[dict], run_dirs: list[Path], out: Path, opts: 
             write_csv(rows, out / "depth.csv", ["trained_steps" if c == "time_steps" else c for c in cols])]
 
 
+def images_seen(row: dict) -> float | None:
+    """Training images a run saw: its steps times its batch size."""
+    batch = row.get("config", {}).get("trainer.batch_size")
+    return row["train_steps"] * batch if row.get("train_steps") is not None and batch is not None else None
+
+
+def training_flops(row: dict) -> float | None:
+    """A run's training compute: images seen x 3 x the forward FLOPs per image to the last readout (a backward
+    pass costs about twice a forward one)."""
+    images, flops = images_seen(row), row.get("final_flops_per_image")
+    return 3 * images * flops if images is not None and flops is not None else None
+
+
+def eval_curve(run_dir: Path) -> list[tuple[int, float]]:
+    """``(step, last-readout test accuracy)`` at each evaluation of a run (its ``metrics.jsonl``)."""
+    import json
+
+    out = []
+    path = run_dir / "metrics.jsonl"
+    for line in path.read_text().splitlines() if path.is_file() else ():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if event.get("event") == "eval" and event.get("accuracy_per_step"):
+            out.append((int(event["step"]), float(event["accuracy_per_step"][-1])))
+    return sorted(dict(out).items())
+
+
+def pilot(table: list[dict], run_dirs: list[Path], out: Path, opts: Options) -> list[Path]:
+    """The pilot that sets an experiment's budget: the same runs trained for several ``trainer.total_steps``.
+    Final accuracy against images seen (the equal-epoch view) and against training FLOPs (equal compute), and each
+    run's test accuracy at its evaluations (the learning curve within a run, dashed)."""
+    skip = ["trainer.total_steps"]
+    fig, (ax_i, ax_f, ax_c) = plots.panels(3, "pilot: accuracy against the training budget")
+    for label, rows in plots.with_series(table, skip=skip):
+        plots.line_ci(ax_i, rows, images_seen, "final_accuracy", label)
+        plots.line_ci(ax_f, rows, training_flops, "final_accuracy", label, scale=1e-12)
+        longest = max(rows, key=lambda r: r["train_steps"] or 0)
+        curve = eval_curve(Path(longest["run_dir"]))
+        if curve:
+            batch = longest["config"].get("trainer.batch_size") or 1
+            ax_c.plot([s * batch for s, _ in curve], [a for _, a in curve], marker=".", linestyle="--",
+                      label=f"{label} ({longest['train_steps']} steps)")
+    plots.style(ax_i, "training images seen (cosine schedule run to its end)", "test accuracy at the last readout",
+                "equal epochs", logx=True)
+    plots.style(ax_f, "training PFLOPs (3 x forward x images)", "test accuracy at the last readout",
+                "equal compute", logx=True)
+    plots.style(ax_c, "training images seen", "test accuracy at the last readout", "within the longest run")
+    return [plots.save(fig, out / "pilot.png")]
+
+
 Render = Callable[[list[dict], list[Path], Path, Options], list[Path]]
 EXPERIMENTS: dict[str, Render] = {
+    "pilot": pilot,
     "spoerer2017": spoerer2017,
     "liao_poggio2016": liao_poggio2016,
     "kar2019": kar2019,

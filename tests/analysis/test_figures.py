@@ -72,6 +72,29 @@ def test_spoerer_liao_zamir_linsley_render_on_partial_sweeps(tmp_path, fake_run)
         "accuracy_vs_contour_length.png"]
 
 
+def test_pilot_budget_views_and_learning_curve(tmp_path, fake_run):
+    from recbench.analysis.collect import collect
+    from recbench.analysis.figures import eval_curve, images_seen, training_flops
+
+    for model, t in (("b", 1), ("blt", 4)):
+        for steps in (100, 200):
+            run = fake_run(tmp_path / "p" / f"{model}{steps}", model, [0.1 * steps / 100] * t,
+                           overrides=[f"model={model}", f"trainer.total_steps={steps}"],
+                           config={"trainer.total_steps": steps, "trainer.batch_size": 8})
+            summary = json.loads((run / "summary.json").read_text())
+            (run / "summary.json").write_text(json.dumps(summary | {"train_steps": steps}))
+            events = [{"event": "train", "step": 50}, {"event": "eval", "step": 100, "accuracy_per_step": [0.3] * t},
+                      {"event": "eval", "step": steps, "accuracy_per_step": [0.1] * (t - 1) + [0.4]}]
+            (run / "metrics.jsonl").write_text("\n".join(map(json.dumps, events)) + "\n{\"cut sho")
+    rows = {(r["model"], r["train_steps"]): r for r in collect([tmp_path / "p"])}
+    blt = rows[("blt", 200)]
+    assert images_seen(blt) == 1600 and training_flops(blt) == 3 * 1600 * 4e6  # forward FLOPs to the last readout
+    assert eval_curve(tmp_path / "p" / "blt200") == [(100, 0.3), (200, 0.4)]
+    assert eval_curve(tmp_path / "nowhere") == []
+    written = make_figures("pilot", [tmp_path / "p"], tmp_path / "out")
+    assert [_png(p) for p in written[2:]] == ["pilot.png"]
+
+
 def test_kar2019_roles_and_outputs(tmp_path, fake_run):
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 10, 200)
