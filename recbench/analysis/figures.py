@@ -1,10 +1,12 @@
 """``recbench-figures EXPERIMENT [RUN_DIRS_OR_SWEEP_DIRS...]``: one experiment's table and figures, from run dirs.
 
 With no run directories it reads ``outputs/EXPERIMENT`` (``${paths.output_root}/${name}``: ``--output-root``
-changes the root); it writes ``summary.csv`` and ``summary_per_step.csv`` (:mod:`recbench.analysis.collect`) and
-the experiment's PNGs into ``--out`` (default ``results/EXPERIMENT/``). Every point, bar and band is the mean over
-seeds with a Student-t 95 % CI and the number of runs shown (:mod:`recbench.analysis.plots`); a model or variant
-missing from a partial sweep is simply not drawn. :data:`EXPERIMENTS` maps each name to its render function,
+changes the root); it writes ``summary.csv`` and ``summary_per_step.csv`` (:mod:`recbench.analysis.collect`),
+``conditions.csv`` (final accuracy per task and series: n, mean, 95 % CI, SE), ``contrasts.csv`` (the paper's
+comparisons, :data:`CONTRASTS`: differences with Welch's interval and in standard errors), ``tables.md`` (both as
+Markdown) and the experiment's PNGs into ``--out`` (default ``results/EXPERIMENT/``). Every point, bar and band is
+the mean over seeds with a Student-t 95 % CI and the number of runs shown (:mod:`recbench.analysis.plots`); a model
+or variant missing from a partial sweep is simply not drawn. :data:`RENDERS` maps each name to its render function,
 ``render(table, run_dirs, out_dir, options) -> [written paths]``:
 
 * ``pilot`` — not a paper: the pilot that sets an experiment's budget, the same runs at several
@@ -245,9 +247,69 @@ def pilot(table: list[dict], run_dirs: list[Path], out: Path, opts: Options) -> 
     return [plots.save(fig, out / "pilot.png")]
 
 
+# The comparisons each paper makes of final accuracy, as (condition, against): written to contrasts.csv per task.
+CONTRASTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "spoerer2017": (("blt", "b"), ("blt", "b_k"), ("blt", "b_f"), ("bl", "b"), ("bt", "b"), ("bl", "b_k"),
+                    ("bl", "b_f"), ("bt", "b_k"), ("bt", "b_f"), ("blt", "bl"), ("blt", "bt"), ("blt", "b_d")),
+    "liao_poggio2016": (("resnet20_shared", "resnet20"), ("resnet56_shared", "resnet56"),
+                        ("resnet20_shared", "resnet20_shared_bn"), ("liao_poggio_2state", "liao_poggio_1state"),
+                        ("liao_poggio_3state", "liao_poggio_1state"), ("liao_poggio_4state", "liao_poggio_1state")),
+    "linsley2018": (("hgru_small", "resnet20"), ("hgru_small", "resnet56"), ("hgru", "resnet56"),
+                    ("bl", "resnet20"), ("bl", "resnet56")),
+    "schwarzschild2021": (("dt_net_recall", "dt_net"),),
+}
+
+
+TABLES = ("summary.csv", "summary_per_step.csv", "conditions.csv", "contrasts.csv", "tables.md")  # every experiment's
+
+
+def condition_tables(table: list[dict], out: Path, pairs: tuple[tuple[str, str], ...] = ()) -> list[Path]:
+    """Final accuracy per task and series over seeds (``conditions.csv``: n, mean, 95 % t interval, standard error)
+    and, for each ``(a, b)`` pair of series present in a task, ``mean(a) - mean(b)`` with Welch's 95 % interval and
+    how many standard errors it is (``contrasts.csv``); both also as Markdown (``tables.md``)."""
+    from recbench.analysis.stats import difference_ci, mean_ci
+
+    values: dict[tuple[str, str], list[float]] = {}
+    for r in table:
+        label = plots.series_label(r, table, skip=_dataset_keys(r) + ["trainer.total_steps"])
+        values.setdefault((task(r), label), []).append(r["final_accuracy"])
+    conditions = []
+    for (name, label), accs in values.items():
+        ci = mean_ci(accs)
+        sem = (ci.hi - ci.mean) / float(_t95(ci.n)) if ci.n > 1 else float("nan")
+        conditions.append({"task": name, "series": label, "n": ci.n, "mean": ci.mean, "ci_lo": ci.lo,
+                           "ci_hi": ci.hi, "sem": sem})
+    contrasts = []
+    for name in dict.fromkeys(t for t, _ in values):
+        for a, b in pairs:
+            if (name, a) in values and (name, b) in values:
+                ci, se = difference_ci(values[(name, a)], values[(name, b)])
+                contrasts.append({"task": name, "a": a, "b": b, "n_a": len(values[(name, a)]),
+                                  "n_b": len(values[(name, b)]), "diff": ci.mean, "ci_lo": ci.lo, "ci_hi": ci.hi,
+                                  "se": se, "diff_over_se": ci.mean / se if se and se == se else float("nan")})
+    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) and v == v else ("—" if isinstance(v, float) else str(v))
+    md = ["| task | series | n | mean | 95 % CI |", "|---|---|---:|---:|---|"]
+    md += [f"| {c['task']} | {c['series']} | {c['n']} | {fmt(c['mean'])} | {fmt(c['ci_lo'])} – {fmt(c['ci_hi'])} |"
+           for c in conditions]
+    if contrasts:
+        md += ["", "| task | a − b | n | difference | 95 % CI (Welch) | difference / SE |", "|---|---|---|---:|---|---:|"]
+        md += [f"| {c['task']} | {c['a']} − {c['b']} | {c['n_a']}, {c['n_b']} | {c['diff']:+.3f} | "
+               f"{fmt(c['ci_lo'])} – {fmt(c['ci_hi'])} | {fmt(c['diff_over_se'])} |" for c in contrasts]
+    (out / "tables.md").write_text("\n".join(md) + "\n")
+    written = [write_csv(conditions, out / "conditions.csv", list(conditions[0]) if conditions else ["task"])]
+    if contrasts:
+        written.append(write_csv(contrasts, out / "contrasts.csv", list(contrasts[0])))
+    return [*written, out / "tables.md"]
+
+
+def _t95(n: int) -> float:
+    from scipy import stats as sps
+
+    return sps.t.ppf(0.975, n - 1)
+
+
 Render = Callable[[list[dict], list[Path], Path, Options], list[Path]]
 EXPERIMENTS: dict[str, Render] = {
-    "pilot": pilot,
     "spoerer2017": spoerer2017,
     "liao_poggio2016": liao_poggio2016,
     "kar2019": kar2019,
@@ -255,18 +317,19 @@ EXPERIMENTS: dict[str, Render] = {
     "linsley2018": linsley2018,
     "schwarzschild2021": schwarzschild2021,
 }
+RENDERS: dict[str, Render] = {**EXPERIMENTS, "pilot": pilot}  # an experiment's figures, or its budget pilot's
 
 
 def make_figures(experiment: str, runs: list[str | Path], out: str | Path, opts: Options | None = None) -> list[Path]:
     """Collect the runs below ``runs``, write the tables and the experiment's figures into ``out``."""
-    if experiment not in EXPERIMENTS:
-        raise ConfigError(f"unknown experiment {experiment!r}; choose one of: {', '.join(EXPERIMENTS)}")
+    if experiment not in RENDERS:
+        raise ConfigError(f"unknown experiment {experiment!r}; choose one of: {', '.join(RENDERS)}")
     table = collect(runs)
     if not table:
         raise ConfigError(f"no runs (summary.json) below {', '.join(map(str, runs))}")
     out = check_folder("--out", out, create=True)
-    return write_tables(table, out) + EXPERIMENTS[experiment](table, [Path(r["run_dir"]) for r in table], out,
-                                                              opts or Options())
+    return (write_tables(table, out) + condition_tables(table, out, CONTRASTS.get(experiment, ()))
+            + RENDERS[experiment](table, [Path(r["run_dir"]) for r in table], out, opts or Options()))
 
 
 def parse_roles(text: str) -> dict[str, str]:
@@ -282,7 +345,7 @@ def parse_roles(text: str) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser(prog="recbench-figures", description=__doc__.split("\n\n")[0])
-    parser.add_argument("experiment", help=f"one of: {', '.join(EXPERIMENTS)}")
+    parser.add_argument("experiment", help=f"one of: {', '.join(RENDERS)}")
     parser.add_argument("runs", nargs="*", type=Path, help="run or sweep directories (default: OUTPUT_ROOT/EXPERIMENT)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: results/EXPERIMENT)")
     parser.add_argument("--output-root", type=Path, default=Path("outputs"), help="paths.output_root of the runs")

@@ -6,6 +6,8 @@
 * :func:`bootstrap_ci` — a percentile bootstrap interval of a statistic of one sample, or of the difference of a
   statistic between two independent samples (each resampled with replacement on its own), deterministic given a
   seed. Used where the quantity is not a mean over seeds: per-image solution times (Kar et al. 2019).
+* :func:`difference_ci` — the difference of two conditions' means over seeds with Welch's t interval and its
+  standard error (the "differ by less than 3 standard errors" test of the reproductions, ``results/*/README.md``).
 * :func:`summarise` — group table rows by some columns and give :func:`mean_ci` of a value column per group:
   the one aggregation behind every error bar and band in :mod:`recbench.analysis.figures`.
 """
@@ -72,6 +74,25 @@ def bootstrap_ci(a: Sequence[float], b: Sequence[float] | None = None, *, statis
     draws = resampled(a) - (0.0 if b is None else resampled(b))
     lo, hi = np.quantile(draws, [0.5 - confidence / 2, 0.5 + confidence / 2])
     return Interval(point, float(lo), float(hi), n)
+
+
+def difference_ci(a: Iterable[float], b: Iterable[float], confidence: float = 0.95) -> tuple[Interval, float]:
+    """``mean(a) - mean(b)`` of two independent samples (seeds of two conditions) with Welch's t interval, and its
+    standard error. NaN bounds (and SE) unless both samples have two values or more."""
+    x, y = (np.asarray([v for v in s if v is not None and not np.isnan(v)], dtype=float) for s in (a, b))
+    n = len(x) + len(y)
+    if len(x) == 0 or len(y) == 0:
+        return Interval(float("nan"), float("nan"), float("nan"), n), float("nan")
+    diff = float(x.mean() - y.mean())
+    if len(x) < 2 or len(y) < 2:
+        return Interval(diff, float("nan"), float("nan"), n), float("nan")
+    va, vb = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+    se = float(np.sqrt(va + vb))
+    if se == 0:
+        return Interval(diff, diff, diff, n), 0.0
+    dof = (va + vb) ** 2 / (va**2 / (len(x) - 1) + vb**2 / (len(y) - 1))
+    half = float(sps.t.ppf(0.5 + confidence / 2, dof) * se)
+    return Interval(diff, diff - half, diff + half, n), se
 
 
 def summarise(rows: Iterable[dict], by: Sequence[str], value: str, confidence: float = 0.95) -> list[dict]:

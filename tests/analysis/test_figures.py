@@ -7,8 +7,13 @@ import numpy as np
 import pytest
 
 from recbench.analysis import plots
-from recbench.analysis.figures import EXPERIMENTS, Options, main, make_figures
+from recbench.analysis.figures import EXPERIMENTS, TABLES, Options, main, make_figures
 from recbench.config import ConfigError
+
+
+def _own(written):
+    """What an experiment wrote besides the tables every experiment writes."""
+    return [p for p in written if p.name not in TABLES]
 
 
 def _png(path):
@@ -46,16 +51,25 @@ def test_spoerer_liao_zamir_linsley_render_on_partial_sweeps(tmp_path, fake_run)
     _sweep(tmp_path / "sp", fake_run, [("bt", 4)], [3], dataset="digit_clutter", key="dataset.n_digits", seeds=(0,))
     written = make_figures("spoerer2017", [tmp_path / "sp"], tmp_path / "out_sp")
     assert [p.name for p in written[:2]] == ["summary.csv", "summary_per_step.csv"]
-    assert sorted(map(_png, written[2:])) == ["accuracy_per_step_digit_clutter_3.png",
+    assert sorted(map(_png, _own(written))) == ["accuracy_per_step_digit_clutter_3.png",
                                               "accuracy_per_step_digit_debris_heavy.png",
                                               "accuracy_per_step_digit_debris_light.png", "final_accuracy.png"]
     assert len(list(csv.DictReader(open(written[0])))) == 13
+    contrasts = {(r["task"], r["a"], r["b"]): r for r in csv.DictReader(open(tmp_path / "out_sp" / "contrasts.csv"))}
+    blt_b = contrasts[("digit_debris light", "blt", "b")]  # 0.56, 0.61 against 0.30, 0.35
+    assert float(blt_b["diff"]) == pytest.approx(0.26) and float(blt_b["se"]) == pytest.approx(0.05 / 2**0.5)
+    assert float(blt_b["diff_over_se"]) == pytest.approx(0.26 / (0.05 / 2**0.5))
+    assert not any(k[0] == "digit_clutter 3" for k in contrasts)  # only bt ran there: no pair
+    conditions = list(csv.DictReader(open(tmp_path / "out_sp" / "conditions.csv")))
+    assert {(r["task"], r["series"], r["n"]) for r in conditions} >= {("digit_debris heavy", "blt", "2"),
+                                                                     ("digit_clutter 3", "bt", "1")}
+    assert "| digit_debris light | blt − b | 2, 2 | +0.260 |" in (tmp_path / "out_sp" / "tables.md").read_text()
 
     _sweep(tmp_path / "lp", fake_run, [("resnet20", 1), ("liao_poggio_2state", 8)], ["bn_step", "bn"],
            key="model.norm")
     _sweep(tmp_path / "lp", fake_run, [("resnet20_shared", 1)], [False], key="model.share_norm",
            config={"model.share_weights": True})
-    assert sorted(map(_png, make_figures("liao_poggio2016", [tmp_path / "lp"], tmp_path / "o")[2:])) == [
+    assert sorted(map(_png, _own(make_figures("liao_poggio2016", [tmp_path / "lp"], tmp_path / "o")))) == [
         "accuracy_vs_cost.png", "norm_variants.png"]
     from recbench.analysis.figures import norm_group, norm_variant, sharing
 
@@ -64,11 +78,11 @@ def test_spoerer_liao_zamir_linsley_render_on_partial_sweeps(tmp_path, fake_run)
     assert [(norm_group(r), norm_variant(r), sharing(r)) for r in rows] == [
         ("resnet20_shared", "shared BN", "shared"), ("resnet20", "norm=bn", "unshared")]
     _sweep(tmp_path / "z", fake_run, [("resnet20", 1), ("feedback48", 4)], ["none"])
-    assert [_png(p) for p in make_figures("zamir2017", [tmp_path / "z"], tmp_path / "o")[2:]] == [
+    assert [_png(p) for p in _own(make_figures("zamir2017", [tmp_path / "z"], tmp_path / "o"))] == [
         "accuracy_vs_virtual_depth.png"]
     _sweep(tmp_path / "li", fake_run, [("hgru", 8), ("bl", 4), ("resnet20", 1)], [6, 9, 14], dataset="pathfinder",
            key="dataset.contour_length", seeds=(0,))
-    assert [_png(p) for p in make_figures("linsley2018", [tmp_path / "li"], tmp_path / "o")[2:]] == [
+    assert [_png(p) for p in _own(make_figures("linsley2018", [tmp_path / "li"], tmp_path / "o"))] == [
         "accuracy_vs_contour_length.png"]
 
 
@@ -92,7 +106,7 @@ def test_pilot_budget_views_and_learning_curve(tmp_path, fake_run):
     assert eval_curve(tmp_path / "p" / "blt200") == [(100, 0.3), (200, 0.4)]
     assert eval_curve(tmp_path / "nowhere") == []
     written = make_figures("pilot", [tmp_path / "p"], tmp_path / "out")
-    assert [_png(p) for p in written[2:]] == ["pilot.png"]
+    assert [_png(p) for p in _own(written)] == ["pilot.png"]
 
 
 def test_kar2019_roles_and_outputs(tmp_path, fake_run):
@@ -110,22 +124,22 @@ def test_kar2019_roles_and_outputs(tmp_path, fake_run):
         make_figures("kar2019", [tmp_path], tmp_path / "out")
     opts = Options(roles={"baseline": "resnet20", "recurrent": "blt", "reference": str(tmp_path / "ref")}, n_boot=200)
     written = make_figures("kar2019", [tmp_path], tmp_path / "out", opts)
-    assert [p.name for p in written[2:]] == ["solution_times.png", "solution_times.csv", "challenge_control.csv"]
-    _png(written[2])
-    stats = list(csv.DictReader(open(written[4])))
+    assert [p.name for p in _own(written)] == ["solution_times.png", "solution_times.csv", "challenge_control.csv"]
+    _png(_own(written)[0])
+    stats = list(csv.DictReader(open(_own(written)[2])))
     assert [r["seed"] for r in stats] == ["0", "1"]
     for r in stats:
         assert int(r["n_challenge"]) == (~ff).sum() and 0 < int(r["n_control"]) <= ff.sum()
         assert float(r["difference_lo"]) > 0  # later on challenge images, and the CI says so
         assert abs(float(r["reference_accuracy_challenge"]) - float(r["reference_accuracy_control"])) < 0.02
-    images = list(csv.DictReader(open(written[3])))
+    images = list(csv.DictReader(open(_own(written)[1])))
     assert len(images) == 2 * (int(stats[0]["n_challenge"]) + int(stats[0]["n_control"]))
     unmatched = make_figures("kar2019", [tmp_path], tmp_path / "o2",
                              Options(roles={"baseline": "resnet20", "recurrent": "blt", "reference": "none"}))
-    assert {r["n_control"] for r in csv.DictReader(open(unmatched[4]))} == {str(ff.sum())}
+    assert {r["n_control"] for r in csv.DictReader(open(_own(unmatched)[2]))} == {str(ff.sum())}
     own = make_figures("kar2019", [tmp_path], tmp_path / "o3", Options(roles={"baseline": "resnet20",
                                                                               "recurrent": "blt"}))
-    assert {r["reference_accuracy_control"] != "" for r in csv.DictReader(open(own[4]))} == {True}  # matched on blt
+    assert {r["reference_accuracy_control"] != "" for r in csv.DictReader(open(_own(own)[2]))} == {True}  # matched on blt
     with pytest.raises(ConfigError, match="no collected run"):
         make_figures("kar2019", [tmp_path], tmp_path / "out", Options(roles={"baseline": "x", "recurrent": "blt"}))
 
@@ -139,8 +153,8 @@ def test_schwarzschild_reads_saved_evaluations(tmp_path, fake_run):
                             {"accuracy_per_step": [0.4 + gain * t for t in range(16)],
                              "dataset_overrides": {"contour_length": 14}}])
     written = make_figures("schwarzschild2021", [tmp_path], tmp_path / "out", Options(evaluate=False))
-    _png(written[2])
-    rows = list(csv.DictReader(open(written[3])))
+    _png(_own(written)[0])
+    rows = list(csv.DictReader(open(_own(written)[1])))
     assert len(rows) == 2 * 2 * 2 * 16 and {r["eval_dataset"] for r in rows} == {"", "contour_length=14"}
     bare = tmp_path / "bare"
     fake_run(bare / "r", "bl", (0.5, 0.6))
