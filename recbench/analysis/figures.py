@@ -228,9 +228,12 @@ def pilot(table: list[dict], run_dirs: list[Path], out: Path, opts: Options) -> 
     """The pilot that sets an experiment's budget: the same runs trained for several ``trainer.total_steps``.
     Final accuracy against images seen (the equal-epoch view) and against training FLOPs (equal compute), and each
     run's test accuracy at its evaluations (the learning curve within a run, dashed)."""
-    skip = ["trainer.total_steps"]
+    skip = ["trainer.total_steps", "name"]  # a pilot's budgets may run under names of their own (name=steps1000)
     fig, (ax_i, ax_f, ax_c) = plots.panels(3, "pilot: accuracy against the training budget")
-    for label, rows in plots.with_series(table, skip=skip):
+    series: dict[str, list[dict]] = {}
+    for r in table:
+        series.setdefault(f"{plots.series_label(r, table, skip=[*skip, *_dataset_keys(r)])}, {task(r)}", []).append(r)
+    for label, rows in series.items():
         plots.line_ci(ax_i, rows, images_seen, "final_accuracy", label)
         plots.line_ci(ax_f, rows, training_flops, "final_accuracy", label, scale=1e-12)
         longest = max(rows, key=lambda r: r["train_steps"] or 0)
@@ -241,7 +244,7 @@ def pilot(table: list[dict], run_dirs: list[Path], out: Path, opts: Options) -> 
                       label=f"{label} ({longest['train_steps']} steps)")
     plots.style(ax_i, "training images seen (cosine schedule run to its end)", "test accuracy at the last readout",
                 "equal epochs", logx=True)
-    plots.style(ax_f, "training PFLOPs (3 x forward x images)", "test accuracy at the last readout",
+    plots.style(ax_f, "training TFLOPs (3 x forward x images)", "test accuracy at the last readout",
                 "equal compute", logx=True)
     plots.style(ax_c, "training images seen", "test accuracy at the last readout", "within the longest run")
     return [plots.save(fig, out / "pilot.png")]
@@ -271,7 +274,7 @@ def condition_tables(table: list[dict], out: Path, pairs: tuple[tuple[str, str],
 
     values: dict[tuple[str, str], list[float]] = {}
     for r in table:
-        label = plots.series_label(r, table, skip=_dataset_keys(r) + ["trainer.total_steps"])
+        label = plots.series_label(r, table, skip=[*_dataset_keys(r), "name"])
         values.setdefault((task(r), label), []).append(r["final_accuracy"])
     conditions = []
     for (name, label), accs in values.items():
