@@ -23,7 +23,7 @@ from recbench.config import (
     name_presets,
     register,
 )
-from recbench.env import backend_report, check_backend, enable_compile_cache
+from recbench.env import backend_report, check_backend, enable_compile_cache, prefer_xla_defaults
 
 register()
 
@@ -88,9 +88,11 @@ def check_overrides(overrides: list[str], multirun: bool = False) -> list[DictCo
                 choices = group_choices(group)
                 if value not in choices and value != "null":
                     raise ConfigError(f"unknown {group} {value!r}; choose one of: {', '.join(choices)}")
-        cfg = compose_checked(variant)
+        configs.append(compose_checked(variant))
+    # before anything starts JAX's backend (validating builds models): the XLA:CPU flags suited to what will train
+    prefer_xla_defaults({str(c.model.get("family")) for c in configs})
+    for cfg in configs:
         validate_config(cfg)
-        configs.append(cfg)
     if hydra_overrides:
         _check_hydra_overrides(hydra_overrides, _variants(overrides)[0], multirun)
     return configs
@@ -155,6 +157,8 @@ def _train_app(cfg: DictConfig) -> float:
     from recbench.faults import Preempted, RunDirBusy, RunError, outcome_of, record_outcome
     from recbench.train.loop import train_and_evaluate
     from recbench.train.parallel import initialize_distributed, is_writer
+
+    prefer_xla_defaults({str(cfg.model.get("family"))})  # a launcher's fresh process (submitit) has not decided yet
 
     for name in ("jax", "absl", "orbax", "tensorflow_datasets"):
         logging.getLogger(name).setLevel(logging.WARNING)

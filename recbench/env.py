@@ -1,7 +1,8 @@
 """The process's JAX environment: XLA flags set before the backend starts, which backend a run got, and the
 persistent compilation cache.
 
-* :func:`configure_xla_cpu` — one measured XLA:CPU flag (below).
+* :func:`configure_xla_cpu` — one measured XLA:CPU flag (below); :func:`prefer_xla_defaults` takes it back out for
+  the families it slows down, before the backend starts (the trainer's command line calls it).
 * :func:`backend_report` / :func:`backend_line` / :func:`check_backend` — platform, devices and jax/jaxlib/plugin
   versions, with a one-line warning when an installed accelerator plugin was not used (JAX fell back to the CPU)
   or does not match jaxlib, saying which extra installs the matching one. The trainer's header and
@@ -40,6 +41,25 @@ def configure_xla_cpu() -> bool:
     if any(importlib.util.find_spec(p) is not None for p in ACCELERATOR_PLUGINS):
         return False
     os.environ["XLA_FLAGS"] = CPU_FLAG
+    return True
+
+
+#: Model families whose train step is far slower with :data:`CPU_FLAG` (YNNPACK fusions off) than with XLA's own
+#: defaults, measured by scripts/xla_flag_check.py (docs/performance.md §5): the hGRU, 11x at 8 steps.
+SLOWER_WITH_FLAG = ("hgru",)
+
+
+def prefer_xla_defaults(families) -> bool:
+    """Take :func:`configure_xla_cpu`'s flag back out of ``XLA_FLAGS`` when this process will train a family of
+    :data:`SLOWER_WITH_FLAG`, as long as JAX has not started its backend yet (flags are read once, then) and the flag
+    is recbench's own (a user's ``XLA_FLAGS`` is never touched). Returns whether it was taken out."""
+    if not set(families) & set(SLOWER_WITH_FLAG) or os.environ.get("XLA_FLAGS") != CPU_FLAG:
+        return False
+    from jax._src import xla_bridge
+
+    if xla_bridge.backends_are_initialized():
+        return False
+    del os.environ["XLA_FLAGS"]
     return True
 
 

@@ -193,3 +193,35 @@ def test_reachable_sees_a_listening_server_and_never_probes_offline(monkeypatch)
         assert env.reachable(url)
         monkeypatch.setenv("RECBENCH_OFFLINE", "1")
         assert not env.reachable(url)
+
+
+def test_prefer_xla_defaults_takes_only_recbenchs_own_flag_out_and_only_before_the_backend(monkeypatch):
+    from jax._src import xla_bridge
+
+    monkeypatch.setattr(xla_bridge, "backends_are_initialized", lambda: False)
+    monkeypatch.setenv("XLA_FLAGS", env.CPU_FLAG)
+    assert not env.prefer_xla_defaults({"blt", "resnet"}) and env.os.environ["XLA_FLAGS"] == env.CPU_FLAG
+    assert env.prefer_xla_defaults({"blt", "hgru"}) and "XLA_FLAGS" not in env.os.environ
+    monkeypatch.setenv("XLA_FLAGS", "--my_own_flag")  # a user's flags are theirs
+    assert not env.prefer_xla_defaults({"hgru"}) and env.os.environ["XLA_FLAGS"] == "--my_own_flag"
+    monkeypatch.setenv("XLA_FLAGS", env.CPU_FLAG)
+    monkeypatch.setattr(xla_bridge, "backends_are_initialized", lambda: True)  # too late: flags were read
+    assert not env.prefer_xla_defaults({"hgru"}) and env.os.environ["XLA_FLAGS"] == env.CPU_FLAG
+
+
+@on_cpu
+@pytest.mark.parametrize("model, flags", [("hgru_small", None), ("blt", env.CPU_FLAG)])
+def test_the_command_line_check_sets_the_flags_for_what_it_will_train(model, flags):
+    """The trainer's own path: its override check decides before validation starts JAX's backend."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, recbench; from recbench.cli import check_overrides; "
+            f"check_overrides(['model={model}']); print(repr(os.environ.get('XLA_FLAGS')))")
+    clean = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "RECBENCH_XLA_CPU_FLAGS")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean, timeout=300)
+    assert out.returncode == 0, out.stderr[-1000:]
+    measured = env._version("jaxlib").startswith(env.MEASURED_JAXLIB) and not env.installed_plugins()
+    expected = flags if measured else None  # where recbench sets no flag, there is none to take out
+    assert out.stdout.strip().splitlines()[-1] == repr(expected)

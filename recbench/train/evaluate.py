@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from recbench.config import ArgumentParser, ConfigError, check_folder, check_int, choice
 from recbench.data.sources import dataset_meta
-from recbench.env import enable_compile_cache
+from recbench.env import enable_compile_cache, prefer_xla_defaults
 from recbench.models.engine import ABLATABLE
 from recbench.train.checkpoint import Checkpoints
 from recbench.train.run import build_run
@@ -158,8 +158,10 @@ def main() -> None:
             check_int("--steps", args.steps)
         if args.data_dir is not None:
             check_folder("--data-dir", args.data_dir)
+        run_cfg = read_run_config(args.run_dir)
+        prefer_xla_defaults({str(OmegaConf.select(run_cfg, "model.family"))})  # before JAX's backend starts
         # The run's own cache folder, so that its eval step loads compiled.
-        enable_compile_cache(OmegaConf.select(read_run_config(args.run_dir), "paths.compile_cache", default=""))
+        enable_compile_cache(OmegaConf.select(run_cfg, "paths.compile_cache", default=""))
         result = evaluate_run(args.run_dir, steps=args.steps, ablate=ablate, dataset=args.dataset,
                               data_dir=args.data_dir, save=True)
     except (ConfigError, ValueError) as e:
