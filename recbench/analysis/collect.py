@@ -17,6 +17,10 @@ value differs between such runs (``seed``, ``optim.lr``; the same skips applied)
 every run from its resolved ``config.yaml``, so a run that did not override ``seed`` still shows ``seed=0``; a group
 choice with no config key (``debug``) is left empty where not given. Lists are written as JSON (``[8, 16]``).
 
+**Task.** ``task`` is the dataset with the value of the key that sets its difficulty (``digit_debris light``,
+``digit_clutter 3``, ``pathfinder 14``: :data:`TASK_KEYS`), however it was chosen (``dataset=digit_debris_heavy``
+or ``dataset.level=heavy``), so runs of one dataset at two difficulties never read alike.
+
 **Per-step columns** are JSON lists, as in ``summary.json``: ``accuracy_per_step``, ``flops_per_image``
 (cumulative, per step), ``effective_depth`` (per step), so one CSV holds runs of any number of time steps;
 :func:`long_rows` expands them to one row per time step (``time_step``, ``accuracy``, ``flops``, ``depth``).
@@ -37,9 +41,11 @@ from omegaconf import OmegaConf
 from recbench.config import RESUME_FREE, ArgumentParser, ConfigError, check_folder
 
 # What a run is besides its key columns: one value per run, or a JSON list per step.
-RUN_COLUMNS = ("model", "dataset", "seed", "time_steps", "params", "final_accuracy", "final_flops_per_image",
+RUN_COLUMNS = ("model", "dataset", "task", "seed", "time_steps", "params", "final_accuracy", "final_flops_per_image",
                "final_effective_depth", "accuracy_per_step", "flops_per_image", "effective_depth", "train_steps",
                "wall_time_s", "images_per_s", "device", "run_dir")
+# The key that sets a procedural dataset's difficulty: a run's task is its dataset and that key's value.
+TASK_KEYS = {"digit_debris": "level", "digit_clutter": "n_digits", "pathfinder": "contour_length"}
 PER_STEP = ("accuracy_per_step", "flops_per_image", "effective_depth")
 STEP_COLUMNS = ("time_step", "accuracy", "flops", "depth")
 # Override keys that say where output goes, what is printed and how often a run evaluates or checkpoints, never
@@ -145,10 +151,18 @@ def key_columns(loaded: list[tuple[dict, dict, dict | None]]) -> list[str]:
     return [k for k in keys if _is_key(k) and k not in ("model", "dataset", "model.name", "dataset.name")]
 
 
+def task_of(dataset: str, config: dict) -> str:
+    """A run's task: its dataset and the value of the key that sets its difficulty (``digit_debris light``,
+    ``digit_clutter 3``), from its flattened config; the dataset alone where it has no such key."""
+    key = TASK_KEYS.get(dataset)
+    value = config.get(f"dataset.{key}") if key else None
+    return str(dataset) if value is None else f"{dataset} {value}"
+
+
 def run_row(run_dir: Path, summary: dict, config: dict, overrides: dict | None, keys: list[str]) -> dict:
     """One run's row: its key columns and :data:`RUN_COLUMNS`; ``config`` (the flattened resolved config) rides
     along for figures and is not written to CSV."""
-    row = {"model": summary["model"], "dataset": summary["dataset"]}
+    row = {"model": summary["model"], "dataset": summary["dataset"], "task": task_of(summary["dataset"], config)}
     for k in keys:
         row[k] = _cell(config[k]) if k in config else (overrides or {}).get(k)
     per_step = {k: list(summary.get(k) or []) for k in PER_STEP}
@@ -173,7 +187,7 @@ def collect(paths: list[str | Path]) -> list[dict]:
 def columns(table: list[dict]) -> list[str]:
     """CSV column order: model, dataset, the key columns, then the run's measurements."""
     keys = [k for k in (table[0] if table else {}) if k not in RUN_COLUMNS and k != "config"]
-    return ["model", "dataset", *keys, *(c for c in RUN_COLUMNS if c not in ("model", "dataset"))]
+    return ["model", "dataset", "task", *keys, *(c for c in RUN_COLUMNS if c not in ("model", "dataset", "task"))]
 
 
 def long_rows(table: list[dict]) -> list[dict]:

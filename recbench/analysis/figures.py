@@ -42,12 +42,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from recbench.analysis import plots
-from recbench.analysis.collect import PER_STEP, collect, columns, long_rows, write_csv, write_tables
+from recbench.analysis.collect import PER_STEP, TASK_KEYS, collect, columns, long_rows, task_of, write_csv, write_tables
 from recbench.analysis.depth import DEPTH_COLUMNS, depth_table, evaluate_missing
 from recbench.config import ArgumentParser, ConfigError, check_folder, check_int
 
 SPOERER_MODELS = ("b", "b_k", "b_f", "b_d", "bl", "bt", "blt")
-TASK_KEYS = {"digit_debris": "level", "digit_clutter": "n_digits", "pathfinder": "contour_length"}
 
 
 @dataclass
@@ -64,10 +63,8 @@ class Options:
 
 
 def task(row: dict) -> str:
-    """A run's task: its dataset and the key that sets its difficulty (``digit_debris light``)."""
-    key = TASK_KEYS.get(row["dataset"])
-    value = row.get("config", {}).get(f"dataset.{key}") if key else None
-    return str(row["dataset"]) if value is None else f"{row['dataset']} {value}"
+    """A run's task (:func:`recbench.analysis.collect.task_of`): its dataset and the key that sets its difficulty."""
+    return row.get("task") or task_of(row["dataset"], row.get("config", {}))
 
 
 def spoerer2017(table: list[dict], run_dirs: list[Path], out: Path, opts: Options) -> list[Path]:
@@ -295,7 +292,8 @@ def condition_tables(table: list[dict], out: Path, pairs: tuple[tuple[str, str],
     md += [f"| {c['task']} | {c['series']} | {c['n']} | {fmt(c['mean'])} | {fmt(c['ci_lo'])} – {fmt(c['ci_hi'])} |"
            for c in conditions]
     if contrasts:
-        md += ["", "| task | a − b | n | difference | 95 % CI (Welch) | difference / SE |", "|---|---|---|---:|---|---:|"]
+        md += ["", "| task | a − b | n | difference | 95 % CI (Welch) | difference / SE |",
+               "|---|---|---|---:|---|---:|"]
         md += [f"| {c['task']} | {c['a']} − {c['b']} | {c['n_a']}, {c['n_b']} | {c['diff']:+.3f} | "
                f"{fmt(c['ci_lo'])} – {fmt(c['ci_hi'])} | {fmt(c['diff_over_se'])} |" for c in contrasts]
     (out / "tables.md").write_text("\n".join(md) + "\n")

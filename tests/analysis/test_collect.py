@@ -25,6 +25,7 @@ def test_one_row_per_run_keyed_by_every_override(tmp_path, fake_run):
     assert bl["accuracy_per_step"] == [0.2, 0.3, 0.4] and bl["final_accuracy"] == 0.4 and bl["time_steps"] == 3
     assert bl["final_flops_per_image"] == 3e6 and bl["final_effective_depth"] == 4 and bl["params"] == 1000
     assert bl["config"]["dataset.level"] == "heavy"
+    assert (b["task"], bl["task"]) == ("digit_debris light", "digit_debris heavy")  # one dataset, two tasks
     assert read_overrides(sweep / "b-0")["model.channels"] == "[8,16]"
     assert read_overrides(tmp_path) is None
 

@@ -139,7 +139,8 @@ def test_kar2019_roles_and_outputs(tmp_path, fake_run):
     assert {r["n_control"] for r in csv.DictReader(open(_own(unmatched)[2]))} == {str(ff.sum())}
     own = make_figures("kar2019", [tmp_path], tmp_path / "o3", Options(roles={"baseline": "resnet20",
                                                                               "recurrent": "blt"}))
-    assert {r["reference_accuracy_control"] != "" for r in csv.DictReader(open(_own(own)[2]))} == {True}  # matched on blt
+    matched_on_blt = {r["reference_accuracy_control"] != "" for r in csv.DictReader(open(_own(own)[2]))}
+    assert matched_on_blt == {True}
     with pytest.raises(ConfigError, match="no collected run"):
         make_figures("kar2019", [tmp_path], tmp_path / "out", Options(roles={"baseline": "x", "recurrent": "blt"}))
 
