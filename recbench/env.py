@@ -1,8 +1,9 @@
 """The process's JAX environment: XLA flags set before the backend starts, which backend a run got, and the
 persistent compilation cache.
 
-* :func:`configure_xla_cpu` — one measured XLA:CPU flag (below); :func:`prefer_xla_defaults` takes it back out for
-  the families it slows down, before the backend starts (the trainer's command line calls it).
+* :func:`configure_xla_cpu` — one measured XLA:CPU flag (below); :func:`prefer_xla_defaults` takes it back out,
+  before the backend starts, unless every family to be trained was measured faster with it (the trainer's command
+  line, a launcher's job process, ``recbench-eval`` and ``recbench-bench``'s worker call it).
 * :func:`backend_report` / :func:`backend_line` / :func:`check_backend` — platform, devices and jax/jaxlib/plugin
   versions, with a one-line warning when an installed accelerator plugin was not used (JAX fell back to the CPU)
   or does not match jaxlib, saying which extra installs the matching one. The trainer's header and
@@ -14,7 +15,8 @@ On the measured CPU stack (jaxlib 0.10.x) turning YNNPACK fusions off made ResNe
 Intel CPU (docs/performance.md §5) and the default BLT's 1.3x faster on an AMD one (§8). XLA aborts the process
 on a flag it does not know, so the flag is added
 only for jaxlib versions where it was measured, only when no accelerator plugin is installed, and never
-when the user set ``XLA_FLAGS`` themselves. ``RECBENCH_XLA_CPU_FLAGS=0`` turns it off.
+when the user set ``XLA_FLAGS`` themselves. ``RECBENCH_XLA_CPU_FLAGS=0`` turns it off, ``=1`` keeps it for every
+family, unset (``auto``) lets :func:`prefer_xla_defaults` choose by family.
 """
 
 from __future__ import annotations
@@ -44,16 +46,22 @@ def configure_xla_cpu() -> bool:
     return True
 
 
-#: Model families whose train step is far slower with :data:`CPU_FLAG` (YNNPACK fusions off) than with XLA's own
-#: defaults, measured by scripts/xla_flag_check.py (docs/performance.md §5): the hGRU, 11x at 8 steps.
-SLOWER_WITH_FLAG = ("hgru",)
+#: Model families whose train step was measured faster with :data:`CPU_FLAG` (YNNPACK fusions off) than with
+#: XLA's own defaults (scripts/xla_flag_check.py, docs/performance.md §5): CIFAR ResNets 1.4x, BLT 1.1-1.3x (and
+#: Spoerer's matched controls, B's layers). Others were slower with it (the hGRU 8x, Liao-Poggio 2.4x,
+#: Feedback48 1.3x), level (DT-net) or not measured, and keep XLA's defaults.
+FASTER_WITH_FLAG = ("blt", "matched_control", "cifar_resnet")
 
 
 def prefer_xla_defaults(families) -> bool:
-    """Take :func:`configure_xla_cpu`'s flag back out of ``XLA_FLAGS`` when this process will train a family of
-    :data:`SLOWER_WITH_FLAG`, as long as JAX has not started its backend yet (flags are read once, then) and the flag
-    is recbench's own (a user's ``XLA_FLAGS`` is never touched). Returns whether it was taken out."""
-    if not set(families) & set(SLOWER_WITH_FLAG) or os.environ.get("XLA_FLAGS") != CPU_FLAG:
+    """Take :func:`configure_xla_cpu`'s flag back out of ``XLA_FLAGS`` unless every model family this process will
+    train is in :data:`FASTER_WITH_FLAG`. Only before JAX starts its backend (flags are read once, then), only when
+    the flag is recbench's own (a user's ``XLA_FLAGS`` is never touched), and only when ``RECBENCH_XLA_CPU_FLAGS``
+    is unset or ``auto`` (``1`` keeps the flag for every family, ``0`` never sets it). Returns whether it was taken
+    out."""
+    if os.environ.get("RECBENCH_XLA_CPU_FLAGS", "auto") != "auto" or os.environ.get("XLA_FLAGS") != CPU_FLAG:
+        return False
+    if set(families) <= set(FASTER_WITH_FLAG):
         return False
     from jax._src import xla_bridge
 

@@ -195,12 +195,16 @@ def test_reachable_sees_a_listening_server_and_never_probes_offline(monkeypatch)
         assert not env.reachable(url)
 
 
-def test_prefer_xla_defaults_takes_only_recbenchs_own_flag_out_and_only_before_the_backend(monkeypatch):
+def test_prefer_xla_defaults_keeps_the_flag_only_for_families_it_speeds_up(monkeypatch):
     from jax._src import xla_bridge
 
     monkeypatch.setattr(xla_bridge, "backends_are_initialized", lambda: False)
+    monkeypatch.delenv("RECBENCH_XLA_CPU_FLAGS", raising=False)
     monkeypatch.setenv("XLA_FLAGS", env.CPU_FLAG)
-    assert not env.prefer_xla_defaults({"blt", "resnet"}) and env.os.environ["XLA_FLAGS"] == env.CPU_FLAG
+    assert not env.prefer_xla_defaults({"blt", "cifar_resnet"}) and env.os.environ["XLA_FLAGS"] == env.CPU_FLAG
+    monkeypatch.setenv("RECBENCH_XLA_CPU_FLAGS", "1")  # asked for the flag whatever trains
+    assert not env.prefer_xla_defaults({"hgru"}) and env.os.environ["XLA_FLAGS"] == env.CPU_FLAG
+    monkeypatch.setenv("RECBENCH_XLA_CPU_FLAGS", "auto")
     assert env.prefer_xla_defaults({"blt", "hgru"}) and "XLA_FLAGS" not in env.os.environ
     monkeypatch.setenv("XLA_FLAGS", "--my_own_flag")  # a user's flags are theirs
     assert not env.prefer_xla_defaults({"hgru"}) and env.os.environ["XLA_FLAGS"] == "--my_own_flag"
@@ -210,7 +214,7 @@ def test_prefer_xla_defaults_takes_only_recbenchs_own_flag_out_and_only_before_t
 
 
 @on_cpu
-@pytest.mark.parametrize("model, flags", [("hgru_small", None), ("blt", env.CPU_FLAG)])
+@pytest.mark.parametrize("model, flags", [("hgru_small", None), ("liao_poggio_2state", None), ("blt", env.CPU_FLAG)])
 def test_the_command_line_check_sets_the_flags_for_what_it_will_train(model, flags):
     """The trainer's own path: its override check decides before validation starts JAX's backend."""
     import os

@@ -79,8 +79,12 @@ def summarise(result: dict, batch: int) -> dict:
 
 
 def run_recbench(spec: dict) -> dict:
-    # recbench's XLA flags were set when this module's package was imported (recbench/__init__.py), before JAX
-    # starts its backend, as in the trainer
+    # recbench's XLA flags were set when this module's package was imported (recbench/__init__.py) and are fitted
+    # to the preset's family here, before JAX starts its backend, as the trainer fits them (recbench/env.py)
+    from recbench.config import load_option
+    from recbench.env import prefer_xla_defaults
+
+    prefer_xla_defaults({str(load_option("model", spec["preset"]).get("family"))})
     import jax
     import optax
     from flax import nnx
