@@ -27,6 +27,7 @@ from pathlib import Path
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from recbench.config import compose_train, sweep_params
+from recbench.env import prefer_xla_defaults
 from recbench.train.loop import train_and_evaluate
 
 
@@ -37,7 +38,8 @@ def sweep_points(experiment: str, scale: str) -> tuple[list[list[str]], int]:
     axes = []
     seeds = 1
     for key, value in params.items():
-        values = list(parser.parse_overrides([f"{key}={value}"])[0].sweep_string_iterator())
+        parsed = parser.parse_overrides([f"{key}={value}"])[0]
+        values = list(parsed.sweep_string_iterator()) if parsed.is_sweep_override() else [str(value)]
         if key == "seed":
             seeds = len(values)
         else:
@@ -74,6 +76,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     points, seeds = sweep_points(args.experiment, args.scale)
+    # the XLA:CPU flags the trainer would choose for this sweep's models, before anything starts JAX's backend
+    prefer_xla_defaults({str(compose_train([f"experiment={args.experiment}", f"scale={args.scale}", *p]).model.family)
+                         for p in points})
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for point in points:
