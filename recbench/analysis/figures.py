@@ -41,6 +41,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from recbench.analysis import plots
 from recbench.analysis.collect import PER_STEP, TASK_KEYS, collect, columns, long_rows, task_of, write_csv, write_tables
 from recbench.analysis.depth import DEPTH_COLUMNS, depth_table, evaluate_missing
@@ -276,7 +278,7 @@ def condition_tables(table: list[dict], out: Path, pairs: tuple[tuple[str, str],
     conditions = []
     for (name, label), accs in values.items():
         ci = mean_ci(accs)
-        sem = (ci.hi - ci.mean) / float(_t95(ci.n)) if ci.n > 1 else float("nan")
+        sem = float(np.std(accs, ddof=1) / np.sqrt(ci.n)) if ci.n > 1 else float("nan")
         conditions.append({"task": name, "series": label, "n": ci.n, "mean": ci.mean, "ci_lo": ci.lo,
                            "ci_hi": ci.hi, "sem": sem})
     contrasts = []
@@ -301,12 +303,6 @@ def condition_tables(table: list[dict], out: Path, pairs: tuple[tuple[str, str],
     if contrasts:
         written.append(write_csv(contrasts, out / "contrasts.csv", list(contrasts[0])))
     return [*written, out / "tables.md"]
-
-
-def _t95(n: int) -> float:
-    from scipy import stats as sps
-
-    return sps.t.ppf(0.975, n - 1)
 
 
 Render = Callable[[list[dict], list[Path], Path, Options], list[Path]]
