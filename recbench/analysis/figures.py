@@ -2,8 +2,9 @@
 
 With no run directories it reads ``outputs/EXPERIMENT`` (``${paths.output_root}/${name}``: ``--output-root``
 changes the root); it writes ``summary.csv`` and ``summary_per_step.csv`` (:mod:`recbench.analysis.collect`),
-``conditions.csv`` (final accuracy per task and series: n, mean, 95 % CI, SE), ``contrasts.csv`` (the paper's
-comparisons, :data:`CONTRASTS`: differences with Welch's interval and in standard errors), ``tables.md`` (both as
+``conditions.csv`` (final accuracy per task and series: n, mean, 95 % CI, SE), ``readouts.csv`` (the same at
+every readout, with its effective depth and MFLOPs), ``contrasts.csv`` (the paper's
+comparisons, :data:`CONTRASTS`: differences with Welch's interval and in standard errors), ``tables.md`` (all three as
 Markdown) and the experiment's PNGs into ``--out`` (default ``results/EXPERIMENT/``). Every point, bar and band is
 the mean over seeds with a Student-t 95 % CI and the number of runs shown (:mod:`recbench.analysis.plots`); a model
 or variant missing from a partial sweep is simply not drawn. :data:`RENDERS` maps each name to its render function,
@@ -262,25 +263,38 @@ CONTRASTS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
-TABLES = ("summary.csv", "summary_per_step.csv", "conditions.csv", "contrasts.csv", "tables.md")  # every experiment's
+TABLES = ("summary.csv", "summary_per_step.csv", "conditions.csv", "readouts.csv", "contrasts.csv",
+          "tables.md")  # every experiment's
+
+
+def _summary(accs: list[float]) -> dict:
+    """n, mean, Student-t 95 % interval and standard error of a condition's accuracies over seeds."""
+    from recbench.analysis.stats import mean_ci
+
+    ci = mean_ci(accs)
+    sem = float(np.std(accs, ddof=1) / np.sqrt(ci.n)) if ci.n > 1 else float("nan")
+    return {"n": ci.n, "mean": ci.mean, "ci_lo": ci.lo, "ci_hi": ci.hi, "sem": sem}
 
 
 def condition_tables(table: list[dict], out: Path, pairs: tuple[tuple[str, str], ...] = ()) -> list[Path]:
-    """Final accuracy per task and series over seeds (``conditions.csv``: n, mean, 95 % t interval, standard error)
-    and, for each ``(a, b)`` pair of series present in a task, ``mean(a) - mean(b)`` with Welch's 95 % interval and
-    how many standard errors it is (``contrasts.csv``); both also as Markdown (``tables.md``)."""
-    from recbench.analysis.stats import difference_ci, mean_ci
+    """Final accuracy per task and series over seeds (``conditions.csv``: n, mean, 95 % t interval, standard error),
+    the same at every readout with its effective depth and MFLOPs (``readouts.csv``: the matched-depth and
+    matched-compute comparison of early readouts) and, for each ``(a, b)`` pair of series present in a task,
+    ``mean(a) - mean(b)`` with Welch's 95 % interval and how many standard errors it is (``contrasts.csv``); all
+    also as Markdown (``tables.md``)."""
+    from recbench.analysis.stats import difference_ci
 
+    label_of = lambda r: plots.series_label(r, table, skip=[*_dataset_keys(r), "name"])
     values: dict[tuple[str, str], list[float]] = {}
     for r in table:
-        label = plots.series_label(r, table, skip=[*_dataset_keys(r), "name"])
-        values.setdefault((task(r), label), []).append(r["final_accuracy"])
-    conditions = []
-    for (name, label), accs in values.items():
-        ci = mean_ci(accs)
-        sem = float(np.std(accs, ddof=1) / np.sqrt(ci.n)) if ci.n > 1 else float("nan")
-        conditions.append({"task": name, "series": label, "n": ci.n, "mean": ci.mean, "ci_lo": ci.lo,
-                           "ci_hi": ci.hi, "sem": sem})
+        values.setdefault((task(r), label_of(r)), []).append(r["final_accuracy"])
+    conditions = [{"task": name, "series": label} | _summary(accs) for (name, label), accs in values.items()]
+    steps: dict[tuple[str, str, int], list[dict]] = {}
+    for r in long_rows(table):
+        steps.setdefault((task(r), label_of(r), r["time_step"]), []).append(r)
+    readouts = [{"task": name, "series": label, "time_step": t,
+                 "depth": rows[0]["depth"], "mflops": rows[0]["flops"] / 1e6 if rows[0]["flops"] else None}
+                | _summary([r["accuracy"] for r in rows]) for (name, label, t), rows in steps.items()]
     contrasts = []
     for name in dict.fromkeys(t for t, _ in values):
         for a, b in pairs:
@@ -293,13 +307,21 @@ def condition_tables(table: list[dict], out: Path, pairs: tuple[tuple[str, str],
     md = ["| task | series | n | mean | 95 % CI |", "|---|---|---:|---:|---|"]
     md += [f"| {c['task']} | {c['series']} | {c['n']} | {fmt(c['mean'])} | {fmt(c['ci_lo'])} – {fmt(c['ci_hi'])} |"
            for c in conditions]
+    several = {(c["task"], c["series"]) for c in readouts if c["time_step"] > 0}  # series with early readouts
+    if several:
+        md += ["", "| task | series | readout | effective depth | MFLOPs | n | mean | 95 % CI |",
+               "|---|---|---:|---:|---:|---:|---:|---|"]
+        md += [f"| {c['task']} | {c['series']} | {c['time_step'] + 1} | {c['depth']} | "
+               f"{fmt(c['mflops']) if c['mflops'] is not None else '—'} | {c['n']} | {fmt(c['mean'])} | "
+               f"{fmt(c['ci_lo'])} – {fmt(c['ci_hi'])} |" for c in readouts]
     if contrasts:
         md += ["", "| task | a − b | n | difference | 95 % CI (Welch) | difference / SE |",
                "|---|---|---|---:|---|---:|"]
         md += [f"| {c['task']} | {c['a']} − {c['b']} | {c['n_a']}, {c['n_b']} | {c['diff']:+.3f} | "
                f"{fmt(c['ci_lo'])} – {fmt(c['ci_hi'])} | {fmt(c['diff_over_se'])} |" for c in contrasts]
     (out / "tables.md").write_text("\n".join(md) + "\n")
-    written = [write_csv(conditions, out / "conditions.csv", list(conditions[0]) if conditions else ["task"])]
+    written = [write_csv(conditions, out / "conditions.csv", list(conditions[0]) if conditions else ["task"]),
+               write_csv(readouts, out / "readouts.csv", list(readouts[0]) if readouts else ["task"])]
     if contrasts:
         written.append(write_csv(contrasts, out / "contrasts.csv", list(contrasts[0])))
     return [*written, out / "tables.md"]

@@ -64,6 +64,13 @@ def test_spoerer_liao_zamir_linsley_render_on_partial_sweeps(tmp_path, fake_run)
     assert {(r["task"], r["series"], r["n"]) for r in conditions} >= {("digit_debris heavy", "blt", "2"),
                                                                      ("digit_clutter 3", "bt", "1")}
     assert "| digit_debris light | blt − b | 2, 2 | +0.260 |" in (tmp_path / "out_sp" / "tables.md").read_text()
+    readouts = {(r["task"], r["series"], r["time_step"]): r
+                for r in csv.DictReader(open(tmp_path / "out_sp" / "readouts.csv"))}
+    first = readouts[("digit_debris light", "blt", "0")]  # seeds 0.50, 0.55 at the first readout
+    assert first["n"] == "2" and float(first["mean"]) == pytest.approx(0.525)
+    assert float(readouts[("digit_debris light", "blt", "3")]["mean"]) == pytest.approx(0.585)
+    assert ("digit_debris light", "b", "1") not in readouts  # b has one readout
+    assert "| digit_debris light | blt | 4 |" in (tmp_path / "out_sp" / "tables.md").read_text()
 
     _sweep(tmp_path / "lp", fake_run, [("resnet20", 1), ("liao_poggio_2state", 8)], ["bn_step", "bn"],
            key="model.norm")
