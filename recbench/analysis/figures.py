@@ -5,7 +5,8 @@ changes the root); it writes ``summary.csv`` and ``summary_per_step.csv`` (:mod:
 ``conditions.csv`` (final accuracy per task and series: n, mean, 95 % CI, SE), ``readouts.csv`` (the same at
 every readout, with its effective depth and MFLOPs), ``contrasts.csv`` (the paper's
 comparisons, :data:`CONTRASTS`: differences with Welch's interval and in standard errors), ``tables.md`` (all three as
-Markdown) and the experiment's PNGs into ``--out`` (default ``results/EXPERIMENT/``). Every point, bar and band is
+Markdown), ``learning_curves.png`` (test accuracy at every evaluation, :func:`learning_curves`) and the
+experiment's PNGs into ``--out`` (default ``results/EXPERIMENT/``). Every point, bar and band is
 the mean over seeds with a Student-t 95 % CI and the number of runs shown (:mod:`recbench.analysis.plots`); a model
 or variant missing from a partial sweep is simply not drawn. :data:`RENDERS` maps each name to its render function,
 ``render(table, run_dirs, out_dir, options) -> [written paths]``:
@@ -224,6 +225,28 @@ def eval_curve(run_dir: Path) -> list[tuple[int, float]]:
     return sorted(dict(out).items())
 
 
+def learning_curves(table: list[dict], out: Path) -> list[Path]:
+    """``learning_curves.png``: each series' test accuracy at the last readout at every evaluation of its runs,
+    against training images seen (mean over seeds, 95 % band), one panel per task; whether a budget reached a
+    plateau is read here. Nothing when no run logged an evaluation."""
+    curves = []
+    for r in table:
+        batch = r.get("config", {}).get("trainer.batch_size") or 1
+        label = plots.series_label(r, table, skip=[*_dataset_keys(r), "name"])
+        curves += [{"task": task(r), "series": label, "images": step * batch, "accuracy": acc}
+                   for step, acc in eval_curve(Path(r["run_dir"]))]
+    if not curves:
+        return []
+    tasks = list(dict.fromkeys(c["task"] for c in curves))
+    fig, axes = plots.panels(len(tasks), "learning curves: test accuracy during training")
+    for ax, name in zip(axes, tasks, strict=True):
+        mine = [c for c in curves if c["task"] == name]
+        for label in dict.fromkeys(c["series"] for c in mine):
+            plots.line_ci(ax, [c for c in mine if c["series"] == label], "images", "accuracy", label, marker=".")
+        plots.style(ax, "training images seen", "test accuracy at the last readout", name)
+    return [plots.save(fig, out / "learning_curves.png")]
+
+
 def pilot(table: list[dict], run_dirs: list[Path], out: Path, opts: Options) -> list[Path]:
     """The pilot that sets an experiment's budget: the same runs trained for several ``trainer.total_steps``.
     Final accuracy against images seen (the equal-epoch view) and against training FLOPs (equal compute), and each
@@ -347,7 +370,8 @@ def make_figures(experiment: str, runs: list[str | Path], out: str | Path, opts:
     if not table:
         raise ConfigError(f"no runs (summary.json) below {', '.join(map(str, runs))}")
     out = check_folder("--out", out, create=True)
-    return (write_tables(table, out) + condition_tables(table, out, CONTRASTS.get(experiment, ()))
+    curves = learning_curves(table, out) if experiment != "pilot" else []  # the pilot draws its own
+    return (write_tables(table, out) + condition_tables(table, out, CONTRASTS.get(experiment, ())) + curves
             + RENDERS[experiment](table, [Path(r["run_dir"]) for r in table], out, opts or Options()))
 
 

@@ -12,8 +12,8 @@ from recbench.config import ConfigError
 
 
 def _own(written):
-    """What an experiment wrote besides the tables every experiment writes."""
-    return [p for p in written if p.name not in TABLES]
+    """What an experiment wrote besides the tables and learning curves every experiment writes."""
+    return [p for p in written if p.name not in (*TABLES, "learning_curves.png")]
 
 
 def _png(path):
@@ -114,6 +114,28 @@ def test_pilot_budget_views_and_learning_curve(tmp_path, fake_run):
     assert eval_curve(tmp_path / "nowhere") == []
     written = make_figures("pilot", [tmp_path / "p"], tmp_path / "out")
     assert [_png(p) for p in _own(written)] == ["pilot.png"]
+    assert not (tmp_path / "out" / "learning_curves.png").exists()  # the pilot has its own
+
+
+def test_learning_curves_average_the_evaluations_over_seeds(tmp_path, fake_run, monkeypatch):
+    for seed in (0, 1):
+        run = fake_run(tmp_path / "s" / f"blt{seed}", "blt", [0.5] * 4, seed=seed, config={"trainer.batch_size": 8})
+        events = [{"event": "eval", "step": step, "accuracy_per_step": [0.0, 0.1 * step / 100 + 0.1 * seed]}
+                  for step in (100, 200)]
+        (run / "metrics.jsonl").write_text("\n".join(map(json.dumps, events)) + "\n")
+    fake_run(tmp_path / "s" / "b", "b", [0.3])  # no evaluations logged: not drawn
+    drawn = []
+    monkeypatch.setattr(plots, "line_ci", lambda ax, rows, x, y, label, **kw: drawn.append((label, rows)))
+    written = make_figures("spoerer2017", [tmp_path / "s"], tmp_path / "out")
+    assert (tmp_path / "out" / "learning_curves.png") in written
+    curves = [(label, rows) for label, rows in drawn if rows and "images" in rows[0]]
+    assert [label for label, _ in curves] == ["blt"]
+    assert sorted((r["images"], round(r["accuracy"], 6)) for r in curves[0][1]) == [
+        (800, 0.1), (800, 0.2), (1600, 0.2), (1600, 0.3)]  # step x batch, the last readout of both seeds
+    monkeypatch.undo()
+    fake_run(tmp_path / "none" / "b", "b", [0.3])
+    assert "learning_curves.png" not in [p.name for p in make_figures("spoerer2017", [tmp_path / "none"],
+                                                                       tmp_path / "o2")]
 
 
 def test_kar2019_roles_and_outputs(tmp_path, fake_run):
