@@ -273,13 +273,23 @@ def pilot(table: list[dict], run_dirs: list[Path], out: Path, opts: Options) -> 
     return [plots.save(fig, out / "pilot.png")]
 
 
-# The comparisons each paper makes of final accuracy, as (condition, against): written to contrasts.csv per task.
+# The comparisons each paper makes, as (condition, against): written to contrasts.csv per task. A series is compared
+# at its last readout, or at its k-th with "SERIES@k" (the early-readout comparisons of zamir2017).
+LOSS = "trainer.loss_over_steps"
 CONTRASTS: dict[str, tuple[tuple[str, str], ...]] = {
     "spoerer2017": (("blt", "b"), ("blt", "b_k"), ("blt", "b_f"), ("bl", "b"), ("bt", "b"), ("bl", "b_k"),
                     ("bl", "b_f"), ("bt", "b_k"), ("bt", "b_f"), ("blt", "bl"), ("blt", "bt"), ("blt", "b_d")),
     "liao_poggio2016": (("resnet20_shared", "resnet20"), ("resnet56_shared", "resnet56"),
-                        ("resnet20_shared", "resnet20_shared_bn"), ("liao_poggio_2state", "liao_poggio_1state"),
-                        ("liao_poggio_3state", "liao_poggio_1state"), ("liao_poggio_4state", "liao_poggio_1state")),
+                        ("resnet20_shared", "resnet20_shared_bn"), ("liao_poggio_1state", "resnet20_shared"),
+                        ("liao_poggio_2state", "liao_poggio_1state"), ("liao_poggio_3state", "liao_poggio_1state"),
+                        ("liao_poggio_4state", "liao_poggio_1state"), ("liao_poggio_2state", "resnet20"),
+                        ("liao_poggio_3state", "resnet20"),
+                        ("liao_poggio_2state", "resnet56")),  # matched compute: 56 and 58 MFLOPs at width 0.5
+    "zamir2017": tuple((f"feedback48 {LOSS}=mean@{k}", other) for k, other in (
+        (1, f"feedback48 {LOSS}=last@1"), (2, f"feedback48 {LOSS}=last@2"), (4, f"feedback48 {LOSS}=last@4"),
+        (1, f"resnet20_exits {LOSS}=mean@2"),  # Zamir's virtual depth: 12 conv layers against 13
+        (1, f"resnet20_exits {LOSS}=mean@3"),  # our effective depth: 18 against 19
+        (4, f"resnet20_exits {LOSS}=mean@3"))),  # the endpoints
     "linsley2018": (("hgru_small", "resnet20"), ("hgru_small", "resnet56"), ("hgru", "resnet56"),
                     ("bl", "resnet20"), ("bl", "resnet56")),
     "schwarzschild2021": (("dt_net_recall", "dt_net"),),
@@ -318,14 +328,22 @@ def condition_tables(table: list[dict], out: Path, pairs: tuple[tuple[str, str],
     readouts = [{"task": name, "series": label, "time_step": t,
                  "depth": rows[0]["depth"], "mflops": rows[0]["flops"] / 1e6 if rows[0]["flops"] else None}
                 | _summary([r["accuracy"] for r in rows]) for (name, label, t), rows in steps.items()]
+    def accuracies(name: str, series: str) -> list[float] | None:  # "label" (last readout) or "label@k" (k-th)
+        label, at, k = series.rpartition("@") if "@" in series else (series, "", "")
+        if not at:
+            return values.get((name, label))
+        rows = steps.get((name, label, int(k) - 1))
+        return [r["accuracy"] for r in rows] if rows else None
+
     contrasts = []
     for name in dict.fromkeys(t for t, _ in values):
         for a, b in pairs:
-            if (name, a) in values and (name, b) in values:
-                ci, se = difference_ci(values[(name, a)], values[(name, b)])
-                contrasts.append({"task": name, "a": a, "b": b, "n_a": len(values[(name, a)]),
-                                  "n_b": len(values[(name, b)]), "diff": ci.mean, "ci_lo": ci.lo, "ci_hi": ci.hi,
-                                  "se": se, "diff_over_se": ci.mean / se if se and se == se else float("nan")})
+            acc_a, acc_b = accuracies(name, a), accuracies(name, b)
+            if acc_a and acc_b:
+                ci, se = difference_ci(acc_a, acc_b)
+                contrasts.append({"task": name, "a": a, "b": b, "n_a": len(acc_a), "n_b": len(acc_b),
+                                  "diff": ci.mean, "ci_lo": ci.lo, "ci_hi": ci.hi, "se": se,
+                                  "diff_over_se": ci.mean / se if se and se == se else float("nan")})
     fmt = lambda v: f"{v:.3f}" if isinstance(v, float) and v == v else ("—" if isinstance(v, float) else str(v))
     md = ["| task | series | n | mean | 95 % CI |", "|---|---|---:|---:|---|"]
     md += [f"| {c['task']} | {c['series']} | {c['n']} | {fmt(c['mean'])} | {fmt(c['ci_lo'])} – {fmt(c['ci_hi'])} |"

@@ -71,6 +71,14 @@ def test_spoerer_liao_zamir_linsley_render_on_partial_sweeps(tmp_path, fake_run)
     assert float(readouts[("digit_debris light", "blt", "3")]["mean"]) == pytest.approx(0.585)
     assert ("digit_debris light", "b", "1") not in readouts  # b has one readout
     assert "| digit_debris light | blt | 4 |" in (tmp_path / "out_sp" / "tables.md").read_text()
+    from recbench.analysis.collect import collect
+    from recbench.analysis.figures import condition_tables
+
+    condition_tables(collect([tmp_path / "sp"]), tmp_path / "out_sp", (("blt@1", "bl@4"), ("blt@9", "bl")))
+    early = list(csv.DictReader(open(tmp_path / "out_sp" / "contrasts.csv")))  # blt's first readout vs bl's last
+    assert [(r["task"], r["a"], r["b"]) for r in early] == [("digit_debris heavy", "blt@1", "bl@4"),
+                                                             ("digit_debris light", "blt@1", "bl@4")]
+    assert float(early[1]["diff"]) == pytest.approx(0.04)  # 0.50, 0.55 against 0.46, 0.51; blt has no 9th readout
 
     _sweep(tmp_path / "lp", fake_run, [("resnet20", 1), ("liao_poggio_2state", 8)], ["bn_step", "bn"],
            key="model.norm")
