@@ -328,6 +328,7 @@ def condition_tables(table: list[dict], out: Path, pairs: tuple[tuple[str, str],
     readouts = [{"task": name, "series": label, "time_step": t,
                  "depth": rows[0]["depth"], "mflops": rows[0]["flops"] / 1e6 if rows[0]["flops"] else None}
                 | _summary([r["accuracy"] for r in rows]) for (name, label, t), rows in steps.items()]
+
     def accuracies(name: str, series: str) -> list[float] | None:  # "label" (last readout) or "label@k" (k-th)
         label, at, k = series.rpartition("@") if "@" in series else (series, "", "")
         if not at:
@@ -348,8 +349,7 @@ def condition_tables(table: list[dict], out: Path, pairs: tuple[tuple[str, str],
     md = ["| task | series | n | mean | 95 % CI |", "|---|---|---:|---:|---|"]
     md += [f"| {c['task']} | {c['series']} | {c['n']} | {fmt(c['mean'])} | {fmt(c['ci_lo'])} – {fmt(c['ci_hi'])} |"
            for c in conditions]
-    several = {(c["task"], c["series"]) for c in readouts if c["time_step"] > 0}  # series with early readouts
-    if several:
+    if any(c["time_step"] > 0 for c in readouts):  # some series has early readouts
         md += ["", "| task | series | readout | effective depth | MFLOPs | n | mean | 95 % CI |",
                "|---|---|---:|---:|---:|---:|---:|---|"]
         md += [f"| {c['task']} | {c['series']} | {c['time_step'] + 1} | {c['depth']} | "
