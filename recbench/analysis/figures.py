@@ -225,6 +225,12 @@ def eval_curve(run_dir: Path) -> list[tuple[int, float]]:
     return sorted(dict(out).items())
 
 
+def condition(row: dict, table: list[dict]) -> str:
+    """A run's condition within its task: its series label without the dataset's keys and the run name (the rows
+    of conditions.csv, readouts.csv and the learning curves)."""
+    return plots.series_label(row, table, skip=[*_dataset_keys(row), "name"])
+
+
 def learning_curves(table: list[dict], out: Path) -> list[Path]:
     """``learning_curves.png``: each series' test accuracy at the last readout at every evaluation of its runs,
     against training images seen (mean over seeds, 95 % band), one panel per task; whether a budget reached a
@@ -232,8 +238,7 @@ def learning_curves(table: list[dict], out: Path) -> list[Path]:
     curves = []
     for r in table:
         batch = r.get("config", {}).get("trainer.batch_size") or 1
-        label = plots.series_label(r, table, skip=[*_dataset_keys(r), "name"])
-        curves += [{"task": task(r), "series": label, "images": step * batch, "accuracy": acc}
+        curves += [{"task": task(r), "series": condition(r, table), "images": step * batch, "accuracy": acc}
                    for step, acc in eval_curve(Path(r["run_dir"]))]
     if not curves:
         return []
@@ -317,22 +322,21 @@ def condition_tables(table: list[dict], out: Path, pairs: tuple[tuple[str, str],
     also as Markdown (``tables.md``)."""
     from recbench.analysis.stats import difference_ci
 
-    label_of = lambda r: plots.series_label(r, table, skip=[*_dataset_keys(r), "name"])
     values: dict[tuple[str, str], list[float]] = {}
     for r in table:
-        values.setdefault((task(r), label_of(r)), []).append(r["final_accuracy"])
+        values.setdefault((task(r), condition(r, table)), []).append(r["final_accuracy"])
     conditions = [{"task": name, "series": label} | _summary(accs) for (name, label), accs in values.items()]
     steps: dict[tuple[str, str, int], list[dict]] = {}
     for r in long_rows(table):
-        steps.setdefault((task(r), label_of(r), r["time_step"]), []).append(r)
+        steps.setdefault((task(r), condition(r, table), r["time_step"]), []).append(r)
     readouts = [{"task": name, "series": label, "time_step": t,
                  "depth": rows[0]["depth"], "mflops": rows[0]["flops"] / 1e6 if rows[0]["flops"] else None}
                 | _summary([r["accuracy"] for r in rows]) for (name, label, t), rows in steps.items()]
 
     def accuracies(name: str, series: str) -> list[float] | None:  # "label" (last readout) or "label@k" (k-th)
-        label, at, k = series.rpartition("@") if "@" in series else (series, "", "")
+        label, at, k = series.rpartition("@")
         if not at:
-            return values.get((name, label))
+            return values.get((name, series))
         rows = steps.get((name, label, int(k) - 1))
         return [r["accuracy"] for r in rows] if rows else None
 
