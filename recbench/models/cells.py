@@ -33,11 +33,20 @@ from flax import nnx
 from recbench.models.norms import AFFINE_FREE, NormContext, StepNorm
 from recbench.models.rewrites import Conv
 
+#: Kernel initialisers by name (``model.init`` of the engine families): ``kaiming``, He normal (variance 2/fan-in),
+#: recbench's default; ``torch``, PyTorch's default for ``nn.Conv2d`` and ``nn.Linear`` (uniform ±1/√fan-in, variance
+#: 1/(3·fan-in), six times smaller), which a norm-free recurrent net trained in PyTorch was tuned under: at He scale
+#: deep-thinking's DT-net grows its state about 2.5× an iteration at initialisation (docs/science.md §6). Biases
+#: start at zero under either. Zamir's ConvLSTM and the hGRU keep their references' own initialisers.
+KERNEL_INITS = {"kaiming": nnx.initializers.kaiming_normal(),
+                "torch": nnx.initializers.variance_scaling(1 / 3, "fan_in", "uniform")}
 
-def _conv(c_in: int, c_out: int, k: int, rngs: nnx.Rngs, *, stride: int = 1, bias: bool = False) -> Conv:
+
+def _conv(c_in: int, c_out: int, k: int, rngs: nnx.Rngs, *, stride: int = 1, bias: bool = False,
+          init: str = "kaiming") -> Conv:
     pad = k // 2
     return Conv(c_in, c_out, (k, k), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
-                    use_bias=bias, kernel_init=nnx.initializers.kaiming_normal(), rngs=rngs)
+                use_bias=bias, kernel_init=KERNEL_INITS[init], rngs=rngs)
 
 
 class PlainCell(nnx.Module):
@@ -53,8 +62,9 @@ class PlainCell(nnx.Module):
 
 
 class ConvCell(nnx.Module):
-    def __init__(self, channels: int, *, norm: str, steps: int, kernel: int, rngs: nnx.Rngs, **_):
-        self.conv = _conv(channels, channels, kernel, rngs, bias=norm == "none")
+    def __init__(self, channels: int, *, norm: str, steps: int, kernel: int, rngs: nnx.Rngs, init: str = "kaiming",
+                 **_):
+        self.conv = _conv(channels, channels, kernel, rngs, bias=norm == "none", init=init)
         self.norm = StepNorm(channels, kind=norm, steps=steps)
 
     def __call__(self, drive, prev, t, ctx: NormContext):
@@ -70,11 +80,11 @@ class SumCell(nnx.Module):
 
 
 class BasicBlock(nnx.Module):
-    def __init__(self, channels: int, *, norm: str, steps: int, kernel: int, rngs: nnx.Rngs):
+    def __init__(self, channels: int, *, norm: str, steps: int, kernel: int, rngs: nnx.Rngs, init: str = "kaiming"):
         bias = norm == "none"
-        self.conv1 = _conv(channels, channels, kernel, rngs, bias=bias)
+        self.conv1 = _conv(channels, channels, kernel, rngs, bias=bias, init=init)
         self.norm1 = StepNorm(channels, kind=norm, steps=steps)
-        self.conv2 = _conv(channels, channels, kernel, rngs, bias=bias)
+        self.conv2 = _conv(channels, channels, kernel, rngs, bias=bias, init=init)
         self.norm2 = StepNorm(channels, kind=norm, steps=steps)
 
     def __call__(self, x, t, ctx: NormContext):
@@ -91,8 +101,9 @@ class ResidualCell(nnx.Module):
     """``blocks`` basic blocks in a row (one, the ResNet step, unless asked); their parameters are named
     ``conv1``/``norm1``/``conv2``/``norm2`` for one block (torch-weight import relies on it), else ``blocks.<i>.…``."""
 
-    def __init__(self, channels: int, *, norm: str, steps: int, kernel: int, rngs: nnx.Rngs, blocks: int = 1, **_):
-        make = lambda: BasicBlock(channels, norm=norm, steps=steps, kernel=kernel, rngs=rngs)  # noqa: E731
+    def __init__(self, channels: int, *, norm: str, steps: int, kernel: int, rngs: nnx.Rngs, blocks: int = 1,
+                 init: str = "kaiming", **_):
+        make = lambda: BasicBlock(channels, norm=norm, steps=steps, kernel=kernel, rngs=rngs, init=init)  # noqa: E731
         if blocks == 1:
             block = make()
             self.conv1, self.norm1, self.conv2, self.norm2 = block.conv1, block.norm1, block.conv2, block.norm2
@@ -112,13 +123,13 @@ class BottleneckCell(nnx.Module):
     """CORnet-S's recurrent block; ``stride`` applies at the area's first step only."""
 
     def __init__(self, channels: int, *, norm: str, steps: int, kernel: int, rngs: nnx.Rngs, expansion: int = 4,
-                 stride: int = 2, **_):
+                 stride: int = 2, init: str = "kaiming", **_):
         wide = channels * expansion
         self.stride = stride
-        self.conv1 = _conv(channels, wide, 1, rngs)
-        self.conv2 = _conv(wide, wide, kernel, rngs)
-        self.conv3 = _conv(wide, channels, 1, rngs)
-        self.skip = _conv(channels, channels, 1, rngs, stride=stride)
+        self.conv1 = _conv(channels, wide, 1, rngs, init=init)
+        self.conv2 = _conv(wide, wide, kernel, rngs, init=init)
+        self.conv3 = _conv(wide, channels, 1, rngs, init=init)
+        self.skip = _conv(channels, channels, 1, rngs, stride=stride, init=init)
         self.norm_skip = StepNorm(channels, kind="bn" if norm == "bn_step" else norm, steps=1)
         self.norm1, self.norm2, self.norm3 = (StepNorm(c, kind=norm, steps=steps) for c in (wide, wide, channels))
 
@@ -134,10 +145,10 @@ class BottleneckCell(nnx.Module):
 
 
 class GRUCell(nnx.Module):
-    def __init__(self, channels: int, *, kernel: int, rngs: nnx.Rngs, **_):
-        self.x_gates = _conv(channels, 3 * channels, kernel, rngs, bias=True)
-        self.h_gates = _conv(channels, 2 * channels, kernel, rngs)
-        self.h_cand = _conv(channels, channels, kernel, rngs)
+    def __init__(self, channels: int, *, kernel: int, rngs: nnx.Rngs, init: str = "kaiming", **_):
+        self.x_gates = _conv(channels, 3 * channels, kernel, rngs, bias=True, init=init)
+        self.h_gates = _conv(channels, 2 * channels, kernel, rngs, init=init)
+        self.h_cand = _conv(channels, channels, kernel, rngs, init=init)
 
     def __call__(self, drive, prev, t, ctx: NormContext):
         h = jnp.zeros_like(drive) if prev is None else prev
@@ -151,9 +162,9 @@ class GRUCell(nnx.Module):
 class LSTMCell(nnx.Module):
     """ConvLSTM; the state is ``(h, c)`` and the area's output (what edges and the readout see) is ``h``."""
 
-    def __init__(self, channels: int, *, kernel: int, rngs: nnx.Rngs, **_):
-        self.x_gates = _conv(channels, 4 * channels, kernel, rngs, bias=True)
-        self.h_gates = _conv(channels, 4 * channels, kernel, rngs)
+    def __init__(self, channels: int, *, kernel: int, rngs: nnx.Rngs, init: str = "kaiming", **_):
+        self.x_gates = _conv(channels, 4 * channels, kernel, rngs, bias=True, init=init)
+        self.h_gates = _conv(channels, 4 * channels, kernel, rngs, init=init)
 
     def __call__(self, drive, prev, t, ctx: NormContext):
         h, c = (jnp.zeros_like(drive),) * 2 if prev is None else prev

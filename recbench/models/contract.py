@@ -64,6 +64,7 @@ class EngineConfig(FamilyConfig):
     norm: str = "bn_step"  # bn_step (BatchNorm per time step) | bn (one BatchNorm for all steps) | group | none
     unroll: str = "auto"  # auto (a Python loop on CPU, a rolled lax.scan on GPU/TPU) | loop | scan
     width: float = 1.0  # channel multiplier on every area (CPU-scale versions shrink a preset without a new one)
+    init: str = "kaiming"  # kernel initialiser (recbench.models.cells.KERNEL_INITS): kaiming (He normal) | torch
 
 
 def widen(channels: int, width: float) -> int:

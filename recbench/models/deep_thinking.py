@@ -18,11 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flax import nnx
-
 from recbench.config import check_int, choice
 from recbench.models.contract import EngineConfig, Shape, widen
-from recbench.models.engine import IMAGE, AreaGraph, AreaSpec, EdgeSpec, GraphSpec
+from recbench.models.engine import IMAGE, AreaSpec, EdgeSpec, GraphSpec
 
 DT_READOUTS = ("pixel_max", "gmp", "gap")
 
@@ -42,6 +40,7 @@ class DTNetConfig(EngineConfig):
     blocks: int = 2  # residual basic blocks in the recurrent block
     recall: bool = True  # re-inject the image at every step (DT-net "recall")
     readout: str = "pixel_max"  # pixel_max (DT's per-pixel head, max over pixels) | gmp | gap (pool, then linear)
+    init: str = "torch"  # PyTorch's default init, as deep-thinking's nets start (at He scale: loss ~10^2 at step 1)
 
 
 def dt_net(c: DTNetConfig, num_classes: int, input_shape: Shape) -> GraphSpec:
@@ -61,6 +60,3 @@ def dt_net(c: DTNetConfig, num_classes: int, input_shape: Shape) -> GraphSpec:
                      readout=c.readout, in_channels=input_shape[-1], num_classes=num_classes,
                      input_size=input_shape[0])
 
-
-def build_dt_net(c: DTNetConfig, num_classes: int, input_shape: Shape, rngs: nnx.Rngs) -> AreaGraph:
-    return AreaGraph(dt_net(c, num_classes, input_shape), rngs=rngs)

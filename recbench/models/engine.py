@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from recbench.models.cells import CELL_TYPES, CELLS, STATELESS_CELLS, output_of
+from recbench.models.cells import CELL_TYPES, CELLS, KERNEL_INITS, STATELESS_CELLS, output_of
 from recbench.models.heads import HEADS, READOUTS
 from recbench.models.norms import NORM_KINDS, NormContext, StepNorm
 from recbench.models.rewrites import Conv, ConvTranspose, max_pool_blocks
@@ -46,7 +46,7 @@ SCHEDULES = ("sequential", "synchronous", "stagewise")
 UNROLL_STRATEGIES = ("auto", "loop", "scan")
 TOPDOWN_RESAMPLE = ("transpose", "nearest")
 EDGE_ACTS = ("none", "relu", "square")
-EDGE_INITS = ("kaiming", "gabor")
+EDGE_INITS = (*KERNEL_INITS, "gabor")
 INTERACTIONS = ("additive", "multiplicative")
 IMAGE = -1  # source index of the input image
 
@@ -83,7 +83,7 @@ class EdgeSpec:
     delay: int = 2  # skip-in-time edges: read the source's state from ``delay`` steps back
     block: bool = False  # the edge is a transition *function*: conv-norm-ReLU-conv-norm (Liao & Poggio's f_ij)
     act: str = "none"  # after the conv (and norm): none | relu | square (hGRU's Gabor stem: energy)
-    init: str = "kaiming"  # kaiming | gabor (a bank of oriented Gabor filters, :func:`gabor_init`)
+    init: str | None = None  # None: the graph's | kaiming | torch | gabor (oriented Gabor filters, :func:`gabor_init`)
     initial: bool = False  # stagewise: the source's state is the destination's state before its first step
     #                        (DT-net's projection), instead of a drive at its first step
 
@@ -104,6 +104,7 @@ class GraphSpec:
     interaction: str = "additive"
     remat: bool = False  # recompute each step in the backward pass (saves memory in the rolled form)
     zero_absent: bool = False  # an area with no input yet runs its cell on a zero drive (CORnet) instead of waiting
+    init: str = "kaiming"  # every conv and readout kernel (recbench.models.cells.KERNEL_INITS): kaiming | torch
     names: tuple[str, ...] = field(init=False)
     _edge_names: dict = field(init=False, repr=False, compare=False)
 
@@ -112,7 +113,7 @@ class GraphSpec:
         for value, valid, key in ((self.schedule, SCHEDULES, "schedule"), (self.unroll, UNROLL_STRATEGIES, "unroll"),
                                   (self.topdown_resample, TOPDOWN_RESAMPLE, "topdown_resample"),
                                   (self.readout, READOUTS, "readout"), (self.interaction, INTERACTIONS, "interaction"),
-                                  (self.norm, NORM_KINDS, "norm")):
+                                  (self.norm, NORM_KINDS, "norm"), (self.init, tuple(KERNEL_INITS), "init")):
             _check(value in valid, f"{key} must be one of {', '.join(valid)}, got {value!r}")
         _check(isinstance(self.steps, int) and self.steps >= 1, f"steps must be an integer >= 1, got {self.steps!r}")
         _check(self.readout != "flatten" or bool(self.input_size), "readout='flatten' needs input_size")
@@ -130,7 +131,8 @@ class GraphSpec:
                    f"identity), got {e.kernel}")
             _check(e.kind != "skip" or (e.delay >= 2 and e.src == e.dst), f"skip edge {e} needs src == dst, delay >= 2")
             _check(e.act in EDGE_ACTS, f"edge act must be one of {', '.join(EDGE_ACTS)}, got {e.act!r}")
-            _check(e.init in EDGE_INITS, f"edge init must be one of {', '.join(EDGE_INITS)}, got {e.init!r}")
+            _check(e.init is None or e.init in EDGE_INITS,
+                   f"edge init must be one of {', '.join(EDGE_INITS)} (or None: the graph's), got {e.init!r}")
             _check(not e.initial or (self.schedule == "stagewise" and e.kind == "bottom_up" and e.kernel == 0),
                    f"edge {e}: initial=True needs a stagewise graph and an identity bottom-up edge")
         for a in self.areas:
@@ -231,7 +233,7 @@ class Edge(nnx.Module):
     """
 
     def __init__(self, spec: EdgeSpec, c_in: int, c_out: int, *, down: int, up: int, norm: str, steps: int,
-                 resample: str, rngs: nnx.Rngs):
+                 resample: str, init: str, rngs: nnx.Rngs):
         self.pool = max(down // spec.stride, 1)
         transpose = resample == "transpose" and up <= max(spec.kernel, 1)
         self.up = 1 if transpose else up
@@ -245,17 +247,17 @@ class Edge(nnx.Module):
                    f"channels, resolution /{down} x{up}")
             self.conv = nnx.data(None)
             return
-        init = gabor_init if spec.init == "gabor" else nnx.initializers.kaiming_normal()
+        own = gabor_init if spec.init == "gabor" else KERNEL_INITS[spec.init or init]  # the edge's, else the graph's
         k, bias = spec.kernel, spec.bias
         if up > 1 and transpose:  # top-down from a coarser area: a transposed conv upsamples
             self.conv = ConvTranspose(c_in, c_out, (k, k), strides=(up, up), padding="SAME", use_bias=bias,
-                                      kernel_init=init, rngs=rngs)
+                                      kernel_init=own, rngs=rngs)
         else:
             self.conv = Conv(c_in, c_out, (k, k), strides=(spec.stride,) * 2, padding=((k // 2, k // 2),) * 2,
-                             use_bias=bias, kernel_init=init, rngs=rngs)
+                             use_bias=bias, kernel_init=own, rngs=rngs)
         if spec.block:  # a transition function: conv-norm-ReLU-conv-norm; the area adds its edges, then its cell
             self.conv2 = Conv(c_out, c_out, (k, k), padding=((k // 2, k // 2),) * 2, use_bias=False,
-                              kernel_init=nnx.initializers.kaiming_normal(), rngs=rngs)
+                              kernel_init=KERNEL_INITS[init], rngs=rngs)
             self.norm2 = StepNorm(c_out, kind=norm, steps=steps)
 
     def __call__(self, x: jax.Array, t, ctx: NormContext) -> jax.Array:
@@ -302,10 +304,10 @@ def gabor_init(key, shape, dtype=jnp.float32):
 class Area(nnx.Module):
     """An area's cell (one, shared over steps; or one per step)."""
 
-    def __init__(self, a: AreaSpec, *, norm: str, steps: int, rngs: nnx.Rngs):
+    def __init__(self, a: AreaSpec, *, norm: str, steps: int, init: str, rngs: nnx.Rngs):
         self.post_pool = a.post_pool
         kwargs = dict(norm=norm, steps=steps if a.share else 1, kernel=a.kernel, expansion=a.expansion,
-                      stride=2 if a.cell == "bottleneck" else 1, blocks=a.blocks, rngs=rngs)
+                      stride=2 if a.cell == "bottleneck" else 1, blocks=a.blocks, init=init, rngs=rngs)
         make = CELL_TYPES[a.cell]
         self.cells = nnx.List([make(a.channels, **kwargs) for _ in range(1 if a.share else steps)])
 
@@ -331,13 +333,13 @@ class AreaGraph(nnx.Module):
             target, source = spec.drive_scale(e), spec.scale(e.src)
             edges[spec.edge_name(e)] = Edge(e, c_in, spec.areas[e.dst].channels, down=max(target // source, 1),
                                             up=max(source // target, 1), norm=spec.norm, steps=spec.area_steps(e.dst),
-                                            resample=spec.topdown_resample, rngs=rngs)
+                                            resample=spec.topdown_resample, init=spec.init, rngs=rngs)
         self.edges = nnx.Dict(edges)
-        self.areas = nnx.Dict({a.name: Area(a, norm=spec.norm, steps=spec.area_steps(i), rngs=rngs)
+        self.areas = nnx.Dict({a.name: Area(a, norm=spec.norm, steps=spec.area_steps(i), init=spec.init, rngs=rngs)
                                for i, a in enumerate(spec.areas)})
         features, side = spec.areas[-1].channels, -(-(spec.input_size or 1) // spec.scale(len(spec.areas) - 1))
         self.readout = HEADS[spec.readout](features, spec.num_classes, side=side, norm=spec.norm,
-                                           steps=spec.readouts(), rngs=rngs)
+                                           steps=spec.readouts(), init=spec.init, rngs=rngs)
         self.incoming = tuple(tuple(e for e in spec.edges if e.dst == i) for i in range(len(spec.areas)))
 
     # -- one area update ---------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from recbench.models.cells import KERNEL_INITS
 from recbench.models.norms import NormContext, StepNorm
 from recbench.models.rewrites import Conv
 
@@ -24,9 +25,11 @@ from recbench.models.rewrites import Conv
 class PooledLinear(nnx.Linear):
     """Global pool (``mean``, ``max`` or ``flatten``), then the linear layer."""
 
-    def __init__(self, features: int, num_classes: int, *, pool: str, side: int, rngs: nnx.Rngs, **_):
+    def __init__(self, features: int, num_classes: int, *, pool: str, side: int, rngs: nnx.Rngs,
+                 init: str = "kaiming", **_):
         self.pool = pool
-        super().__init__(features * (side * side if pool == "flatten" else 1), num_classes, rngs=rngs)
+        kw = {} if init == "kaiming" else {"kernel_init": KERNEL_INITS[init]}  # kaiming: Flax's Linear default
+        super().__init__(features * (side * side if pool == "flatten" else 1), num_classes, rngs=rngs, **kw)
 
     def __call__(self, top, t=0, ctx: NormContext | None = None):
         if self.pool == "mean":
@@ -42,17 +45,18 @@ class PooledLinear(nnx.Linear):
         return jnp.broadcast_to(self.bias[...], (batch, self.out_features))
 
 
-def _conv(c_in: int, c_out: int, k: int, rngs: nnx.Rngs, bias: bool) -> Conv:
-    return Conv(c_in, c_out, (k, k), padding=((k // 2, k // 2),) * 2, use_bias=bias,
-                kernel_init=nnx.initializers.kaiming_normal(), rngs=rngs)
+def _conv(c_in: int, c_out: int, k: int, rngs: nnx.Rngs, bias: bool, init: str) -> Conv:
+    return Conv(c_in, c_out, (k, k), padding=((k // 2, k // 2),) * 2, use_bias=bias, kernel_init=KERNEL_INITS[init],
+                rngs=rngs)
 
 
 class HGRUHead(nnx.Module):
     """norm → 1×1 conv (features → classes) → global max → norm → linear (classes → classes)."""
 
-    def __init__(self, features: int, num_classes: int, *, norm: str, steps: int, rngs: nnx.Rngs, **_):
+    def __init__(self, features: int, num_classes: int, *, norm: str, steps: int, rngs: nnx.Rngs,
+                 init: str = "kaiming", **_):
         self.norm_in = StepNorm(features, kind=norm, steps=steps)
-        self.conv = _conv(features, num_classes, 1, rngs, bias=True)
+        self.conv = _conv(features, num_classes, 1, rngs, bias=True, init=init)
         self.norm_out = StepNorm(num_classes, kind=norm, steps=steps)
         self.linear = nnx.Linear(num_classes, num_classes, rngs=rngs)
         self.num_classes = num_classes
@@ -68,8 +72,8 @@ class HGRUHead(nnx.Module):
 class PixelMaxHead(nnx.Module):
     """3×3 conv → 32 → ReLU → 3×3 conv → 8 → ReLU → 3×3 conv → classes, then the maximum over pixels."""
 
-    def __init__(self, features: int, num_classes: int, *, rngs: nnx.Rngs, **_):
-        self.convs = nnx.List([_conv(a, b, 3, rngs, bias=False)
+    def __init__(self, features: int, num_classes: int, *, rngs: nnx.Rngs, init: str = "kaiming", **_):
+        self.convs = nnx.List([_conv(a, b, 3, rngs, bias=False, init=init)
                                for a, b in ((features, 32), (32, 8), (8, num_classes))])
         self.num_classes = num_classes
 

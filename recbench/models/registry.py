@@ -36,7 +36,11 @@ class Family:
     spec: Callable[[Any, int, Shape], GraphSpec] | None = None
 
 
-def _engine(schema: type, spec: Callable[[Any, int, Shape], GraphSpec]) -> Family:
+def _engine(schema: type, graph: Callable[[Any, int, Shape], GraphSpec]) -> Family:
+    """An engine family: its graph, with the keys every engine family has (``model.init``) applied here once."""
+    def spec(c: Any, n: int, s: Shape) -> GraphSpec:
+        return dataclasses.replace(graph(c, n, s), init=c.init)
+
     return Family(schema, check=spec, build=lambda c, n, s, rngs: AreaGraph(spec(c, n, s), rngs=rngs), spec=spec)
 
 
@@ -47,8 +51,7 @@ FAMILIES: dict[str, Family] = {
     "liao_poggio": _engine(liao_poggio.LiaoPoggioConfig, liao_poggio.liao_poggio),
     "feedback_net": _engine(feedback.FeedbackNetConfig, feedback.feedback_net),
     "hgru": _engine(hgru.HGRUConfig, hgru.hgru),
-    "dt_net": Family(deep_thinking.DTNetConfig, check=deep_thinking.dt_net, build=deep_thinking.build_dt_net,
-                     spec=deep_thinking.dt_net),
+    "dt_net": _engine(deep_thinking.DTNetConfig, deep_thinking.dt_net),
     "cifar_resnet": Family(resnet.CifarResNetConfig, resnet.check_cifar_resnet, resnet.build_cifar_resnet),
     "imagenet_resnet": Family(resnet.ImageNetResNetConfig, resnet.check_imagenet_resnet,
                               resnet.build_imagenet_resnet),

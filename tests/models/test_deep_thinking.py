@@ -101,6 +101,28 @@ def test_effective_depth_grows_by_the_two_blocks_per_step():
     assert effective_depth(m, (12, 12, 1)) == [1 + 4 + 2, 1 + 8 + 2, 1 + 12 + 2]
 
 
+def test_starts_at_chance_and_stays_bounded_when_it_thinks_longer():
+    """The preset's init is PyTorch's (``init: torch``), as deep-thinking's nets start: the loss at initialisation is
+    ln 2 at every readout, and with recall the state stays bounded over 8× the trained iterations (without recall
+    the blocks alone grow it about 1.25× an iteration, even at this scale). At He scale the norm-free recurrent block
+    grows the logits about 2.5× an iteration (a loss in the hundreds at 6 steps: docs/science.md §6)."""
+    x = jax.random.uniform(jax.random.key(0), (8, 32, 32, 1))  # Pathfinder-like: a [0, 1] image
+    labels = jnp.arange(8) % 2
+    for recall in (True, False):
+        m = build_model("dt_net_recall", recall=recall, steps=6, width=0.5)
+        assert m.spec.init == "torch"
+        loss = [float(_cross_entropy(lg, labels)) for lg in m(x)]
+        assert loss == pytest.approx([np.log(2)] * 6, abs=0.02)
+        if recall:
+            assert float(jnp.max(jnp.abs(m(x, steps=48)))) < 1.0
+        he = build_model("dt_net_recall", recall=recall, steps=6, width=0.5, init="kaiming")
+        assert float(jnp.max(jnp.abs(he(x)[-1]))) > 20.0  # what the preset's init avoids
+
+
+def _cross_entropy(logits, labels):
+    return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0])
+
+
 def test_bad_values_are_one_line_errors():
     with pytest.raises(ConfigError, match="model.readout='flatten' is not valid"):
         build_model("dt_net", readout="flatten")
