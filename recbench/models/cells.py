@@ -42,8 +42,7 @@ KERNEL_INITS = {"kaiming": nnx.initializers.kaiming_normal(),
                 "torch": nnx.initializers.variance_scaling(1 / 3, "fan_in", "uniform")}
 
 
-def _conv(c_in: int, c_out: int, k: int, rngs: nnx.Rngs, *, stride: int = 1, bias: bool = False,
-          init: str = "kaiming") -> Conv:
+def _conv(c_in: int, c_out: int, k: int, rngs: nnx.Rngs, *, init: str, stride: int = 1, bias: bool = False) -> Conv:
     pad = k // 2
     return Conv(c_in, c_out, (k, k), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
                 use_bias=bias, kernel_init=KERNEL_INITS[init], rngs=rngs)
@@ -62,8 +61,7 @@ class PlainCell(nnx.Module):
 
 
 class ConvCell(nnx.Module):
-    def __init__(self, channels: int, *, norm: str, steps: int, kernel: int, rngs: nnx.Rngs, init: str = "kaiming",
-                 **_):
+    def __init__(self, channels: int, *, norm: str, steps: int, kernel: int, rngs: nnx.Rngs, init: str, **_):
         self.conv = _conv(channels, channels, kernel, rngs, bias=norm == "none", init=init)
         self.norm = StepNorm(channels, kind=norm, steps=steps)
 
@@ -80,7 +78,7 @@ class SumCell(nnx.Module):
 
 
 class BasicBlock(nnx.Module):
-    def __init__(self, channels: int, *, norm: str, steps: int, kernel: int, rngs: nnx.Rngs, init: str = "kaiming"):
+    def __init__(self, channels: int, *, norm: str, steps: int, kernel: int, rngs: nnx.Rngs, init: str):
         bias = norm == "none"
         self.conv1 = _conv(channels, channels, kernel, rngs, bias=bias, init=init)
         self.norm1 = StepNorm(channels, kind=norm, steps=steps)
@@ -101,8 +99,8 @@ class ResidualCell(nnx.Module):
     """``blocks`` basic blocks in a row (one, the ResNet step, unless asked); their parameters are named
     ``conv1``/``norm1``/``conv2``/``norm2`` for one block (torch-weight import relies on it), else ``blocks.<i>.…``."""
 
-    def __init__(self, channels: int, *, norm: str, steps: int, kernel: int, rngs: nnx.Rngs, blocks: int = 1,
-                 init: str = "kaiming", **_):
+    def __init__(self, channels: int, *, norm: str, steps: int, kernel: int, rngs: nnx.Rngs, init: str,
+                 blocks: int = 1, **_):
         make = lambda: BasicBlock(channels, norm=norm, steps=steps, kernel=kernel, rngs=rngs, init=init)  # noqa: E731
         if blocks == 1:
             block = make()
@@ -123,7 +121,7 @@ class BottleneckCell(nnx.Module):
     """CORnet-S's recurrent block; ``stride`` applies at the area's first step only."""
 
     def __init__(self, channels: int, *, norm: str, steps: int, kernel: int, rngs: nnx.Rngs, expansion: int = 4,
-                 stride: int = 2, init: str = "kaiming", **_):
+                 stride: int = 2, init: str, **_):
         wide = channels * expansion
         self.stride = stride
         self.conv1 = _conv(channels, wide, 1, rngs, init=init)
@@ -145,7 +143,7 @@ class BottleneckCell(nnx.Module):
 
 
 class GRUCell(nnx.Module):
-    def __init__(self, channels: int, *, kernel: int, rngs: nnx.Rngs, init: str = "kaiming", **_):
+    def __init__(self, channels: int, *, kernel: int, rngs: nnx.Rngs, init: str, **_):
         self.x_gates = _conv(channels, 3 * channels, kernel, rngs, bias=True, init=init)
         self.h_gates = _conv(channels, 2 * channels, kernel, rngs, init=init)
         self.h_cand = _conv(channels, channels, kernel, rngs, init=init)
@@ -162,7 +160,7 @@ class GRUCell(nnx.Module):
 class LSTMCell(nnx.Module):
     """ConvLSTM; the state is ``(h, c)`` and the area's output (what edges and the readout see) is ``h``."""
 
-    def __init__(self, channels: int, *, kernel: int, rngs: nnx.Rngs, init: str = "kaiming", **_):
+    def __init__(self, channels: int, *, kernel: int, rngs: nnx.Rngs, init: str, **_):
         self.x_gates = _conv(channels, 4 * channels, kernel, rngs, bias=True, init=init)
         self.h_gates = _conv(channels, 4 * channels, kernel, rngs, init=init)
 

@@ -25,8 +25,7 @@ from recbench.models.rewrites import Conv
 class PooledLinear(nnx.Linear):
     """Global pool (``mean``, ``max`` or ``flatten``), then the linear layer."""
 
-    def __init__(self, features: int, num_classes: int, *, pool: str, side: int, rngs: nnx.Rngs,
-                 init: str = "kaiming", **_):
+    def __init__(self, features: int, num_classes: int, *, pool: str, side: int, rngs: nnx.Rngs, init: str, **_):
         self.pool = pool
         kw = {} if init == "kaiming" else {"kernel_init": KERNEL_INITS[init]}  # kaiming: Flax's Linear default
         super().__init__(features * (side * side if pool == "flatten" else 1), num_classes, rngs=rngs, **kw)
@@ -53,8 +52,7 @@ def _conv(c_in: int, c_out: int, k: int, rngs: nnx.Rngs, bias: bool, init: str) 
 class HGRUHead(nnx.Module):
     """norm → 1×1 conv (features → classes) → global max → norm → linear (classes → classes)."""
 
-    def __init__(self, features: int, num_classes: int, *, norm: str, steps: int, rngs: nnx.Rngs,
-                 init: str = "kaiming", **_):
+    def __init__(self, features: int, num_classes: int, *, norm: str, steps: int, rngs: nnx.Rngs, init: str, **_):
         self.norm_in = StepNorm(features, kind=norm, steps=steps)
         self.conv = _conv(features, num_classes, 1, rngs, bias=True, init=init)
         self.norm_out = StepNorm(num_classes, kind=norm, steps=steps)
@@ -72,7 +70,7 @@ class HGRUHead(nnx.Module):
 class PixelMaxHead(nnx.Module):
     """3×3 conv → 32 → ReLU → 3×3 conv → 8 → ReLU → 3×3 conv → classes, then the maximum over pixels."""
 
-    def __init__(self, features: int, num_classes: int, *, rngs: nnx.Rngs, init: str = "kaiming", **_):
+    def __init__(self, features: int, num_classes: int, *, rngs: nnx.Rngs, init: str, **_):
         self.convs = nnx.List([_conv(a, b, 3, rngs, bias=False, init=init)
                                for a, b in ((features, 32), (32, 8), (8, num_classes))])
         self.num_classes = num_classes
