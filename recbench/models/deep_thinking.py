@@ -40,20 +40,22 @@ class DTNetConfig(EngineConfig):
     blocks: int = 2  # residual basic blocks in the recurrent block
     recall: bool = True  # re-inject the image at every step (DT-net "recall")
     readout: str = "pixel_max"  # pixel_max (DT's per-pixel head, max over pixels) | gmp | gap (pool, then linear)
+    stride: int = 1  # ours: the projection and recall convs stride by it, the recurrence runs at 1/stride resolution
     init: str = "torch"  # PyTorch's default init, as deep-thinking's nets start (at He scale: loss ~10^2 at step 1)
 
 
 def dt_net(c: DTNetConfig, num_classes: int, input_shape: Shape) -> GraphSpec:
     check_int("model.channels", c.channels)
     check_int("model.blocks", c.blocks)
+    check_int("model.stride", c.stride)
     choice(c.readout, "model.readout", DT_READOUTS)
     width = widen(c.channels, c.width)
-    areas = (AreaSpec("projection", width, steps=1, once=True),
+    areas = (AreaSpec("projection", width, pool=c.stride, steps=1, once=True),
              AreaSpec("recur", width, cell="residual", blocks=c.blocks))
-    edges = [EdgeSpec("bottom_up", IMAGE, 0, 3),  # the projection conv (its ReLU: the plain cell's)
+    edges = [EdgeSpec("bottom_up", IMAGE, 0, 3, stride=c.stride),  # the projection conv (its ReLU: the plain cell's)
              EdgeSpec("bottom_up", 0, 1, 0, initial=True)]  # the projection's output is the state before step 1
     if c.recall:  # conv([state, image]) = lateral conv(state) + recall conv(image)
-        edges += [EdgeSpec("lateral", 1, 1, 3), EdgeSpec("recall", IMAGE, 1, 3)]
+        edges += [EdgeSpec("lateral", 1, 1, 3), EdgeSpec("recall", IMAGE, 1, 3, stride=c.stride)]
     else:  # the blocks act on the state itself
         edges.append(EdgeSpec("lateral", 1, 1, 0))
     return GraphSpec(areas, tuple(edges), steps=c.steps, schedule="stagewise", norm=c.norm, unroll=c.unroll,

@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from recbench.config import ConfigError
-from recbench.models.accounting import count_params, effective_depth
+from recbench.models.accounting import count_params, effective_depth, flops_per_image
 from recbench.models.engine import AreaGraph
 from recbench.models.norms import NormContext
 from recbench.models.registry import build_model, natural_input, preset
@@ -85,6 +85,20 @@ def test_no_recall_applies_the_blocks_to_the_state_alone():
     for block in m.areas["recur"].cells[0].blocks:
         state = block(state, 0, ctx)
     np.testing.assert_allclose(m(x)[0], m.readout(state, 0, ctx), rtol=1e-4, atol=1e-5)
+
+
+def test_stride_runs_the_recurrence_at_a_coarser_resolution_with_the_same_weights():
+    """model.stride=2: the projection and recall convs stride by 2, so the state (and the per-pixel head) is at
+    half resolution; the weights are the same, the recurrence costs about a quarter."""
+    full = build_model("dt_net_recall", steps=2, channels=8, input_shape=(12, 12, 1))
+    half = build_model("dt_net_recall", steps=2, channels=8, stride=2, input_shape=(12, 12, 1))
+    assert count_params(half) == count_params(full)
+    x = _x()
+    assert jax.nn.relu(half.edges["input_to_projection"].conv(x)).shape == (2, 6, 6, 8)
+    assert half.edges["input_to_recur_recall"].conv(x).shape == (2, 6, 6, 8)
+    assert half(x).shape == (2, 2, 2)
+    ratio = flops_per_image(half, (12, 12, 1))[-1] / flops_per_image(full, (12, 12, 1))[-1]
+    assert 0.2 < ratio < 0.35
 
 
 @pytest.mark.parametrize("readout", ["pixel_max", "gmp", "gap"])
