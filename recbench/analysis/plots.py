@@ -62,11 +62,22 @@ def style(ax, xlabel: str, ylabel: str, title: str = "", logx: bool = False, int
         ax.set_ylim(max(lo, -0.02), min(hi, 1.02))
     if logx:
         ax.set_xscale("log")
+    else:  # 100,000 images seen reads as "100k": six-digit ticks run into each other
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(compact))
     if integer_x:
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
+
+
+def compact(value: float, _pos=None) -> str:
+    """A tick label: ``96k`` for 96,000, ``1.5M`` for 1,500,000, plain below 10,000."""
+    if abs(value) >= 1e6:
+        return f"{value / 1e6:g}M"
+    if abs(value) >= 1e4:
+        return f"{value / 1e3:g}k"
+    return f"{value:g}"
 
 
 def series_label(row: dict, rows: Sequence[dict], skip: Sequence[str] = ()) -> str:

@@ -339,7 +339,7 @@ def _train(cfg: DictConfig, workdir: Path, preemption: Preemption) -> dict:
             "resumed_from": start,
             **({"skipped_steps": watch.skipped} if tc.on_nonfinite == "skip" else {}),
             **target.summary(),
-            "wall_time_s": round(time.time() - t_start, 2),
+            "wall_time_s": round(time.time() - t_start + logger.earlier_s, 2),  # over every process of the run
             "first_step_s": round(clock.first_step_s, 2) if clock.first_step_s is not None else None,
             "images_per_s": round(clock.images_per_s, 1) if clock.images_per_s else None,
             "workdir": str(workdir),

@@ -51,8 +51,11 @@ class RunLogger:
         self.workdir = workdir
         self.writer = writer
         self.console = console and writer
-        self._jsonl = _open_log(workdir / "metrics.jsonl") if writer else None
-        self._t0 = time.time()
+        log = workdir / "metrics.jsonl"
+        #: seconds this run's earlier processes ran (a resumed run): its events' ``time_s`` continue from there
+        self.earlier_s = earlier_seconds(log) if writer else 0.0
+        self._jsonl = _open_log(log) if writer else None
+        self._t0 = time.time() - self.earlier_s
         self.run = None
         self._sync_dir: str | None = None
         mode = resolve_wandb_mode(wandb_cfg["mode"])
@@ -147,6 +150,22 @@ class RunLogger:
             if self._sync_dir:  # once the offline run is complete: where it is and how to upload it
                 where = _display_path(self._sync_dir)
                 self._say(f"wandb: offline run in {where}; upload with: wandb sync {where}")
+
+
+def earlier_seconds(path: Path) -> float:
+    """The wall time a run's earlier processes logged in ``path``: the last ``time_s``, plus the last one before each
+    restart of the clock (logs written before resumed runs kept counting)."""
+    total = last = 0.0
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                t = float(json.loads(line)["time_s"])
+            except (ValueError, KeyError, TypeError):  # a line cut short by a kill, or not an event
+                continue
+            if t < last:  # this process's clock started again at 0
+                total += last
+            last = t
+    return total + last
 
 
 def _open_log(path: Path):

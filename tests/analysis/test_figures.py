@@ -239,3 +239,16 @@ def test_end_to_end_two_tiny_runs_to_figures(tmp_path, tiny_cfg, capsys):
     assert max(int(r["iterations"]) for r in depth) == 4  # twice the trained 2 steps
     assert (out / "accuracy_vs_iterations.png").stat().st_size > 2000
     assert "accuracy_vs_iterations.png" in capsys.readouterr().out
+
+
+def test_linear_axes_label_large_ticks_compactly():
+    """Six-digit tick labels (images seen) ran into each other: linear axes write 96k and 1.5M."""
+    assert [plots.compact(v) for v in (0, 6, 5000, 10000, 96000, 1_500_000, 0.5)] == [
+        "0", "6", "5000", "10k", "96k", "1.5M", "0.5"]
+    fig, (ax, ax_log) = plots.panels(2, "t")
+    ax.plot([0, 200000], [0, 1])
+    ax_log.plot([1, 200000], [0, 1])
+    plots.style(ax, "training images seen", "test accuracy")
+    plots.style(ax_log, "parameters", "test accuracy", logx=True)
+    assert ax.xaxis.get_major_formatter()(200000, 0) == "200k"
+    assert ax_log.get_xscale() == "log" and ax_log.xaxis.get_major_formatter()(100000, 0) != "100k"

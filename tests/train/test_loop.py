@@ -61,6 +61,27 @@ def test_resumed_run_continues_exactly(tmp_path, tiny_cfg, monkeypatch):
     np.testing.assert_allclose(resumed["loss_per_step"], straight["loss_per_step"], rtol=1e-5)
     events = [json.loads(x) for x in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
     assert [e["event"] for e in events].count("resume") == 1
+    # the clock runs on over the restart, and the wall time counts both processes
+    times = [e["time_s"] for e in events]
+    first = times[: [e["event"] for e in events].index("resume")]
+    assert times == sorted(times) and first[-1] > 0
+    assert resumed["wall_time_s"] > first[-1]
+
+
+def test_earlier_seconds_sums_the_processes_of_a_resumed_run(tmp_path):
+    from recbench.train.runlog import earlier_seconds
+
+    log = tmp_path / "metrics.jsonl"
+    assert earlier_seconds(log) == 0.0
+    # an older log whose clock restarted at each resume (30 s, then 20 s, then 5 s), and a line cut short by a kill
+    lines = [{"event": "start", "time_s": 0.0}, {"event": "train", "time_s": 30.0},
+             {"event": "resume", "time_s": 0.0}, {"event": "train", "time_s": 20.0},
+             {"event": "resume", "time_s": 0.0}, {"event": "eval", "time_s": 5.0}]
+    log.write_text("\n".join(json.dumps(x) for x in lines) + '\n{"event": "tr')
+    assert earlier_seconds(log) == 55.0
+    # a log whose clock runs on over a resume
+    log.write_text("\n".join(json.dumps({"event": "train", "time_s": t}) for t in (0.0, 30.0, 30.0, 42.0)))
+    assert earlier_seconds(log) == 42.0
 
 
 def test_resume_refuses_a_different_experiment(tmp_path, tiny_cfg):
