@@ -121,13 +121,22 @@ def _prepare_workdir(workdir: Path, resolved: dict, resume: bool) -> None:
     barrier("workdir-checked")  # no process reads config.yaml while process 0 rewrites it
     if is_writer():
         if previous and not resume:
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            for name in ("checkpoints", "metrics.jsonl", "summary.json", "predictions.npz", "wandb_id.txt"):
-                if (workdir / name).exists():
-                    (workdir / name).rename(workdir / f"{name}.old-{stamp}")
+            _set_aside(workdir, ("checkpoints", *_RUN_RECORDS))
         with atomic_path(saved) as tmp:
             OmegaConf.save(OmegaConf.create(resolved), tmp)
     barrier("workdir-ready")  # no process opens checkpoints/ before an old run's is moved aside
+
+
+#: what a run writes beside its checkpoints; set aside (renamed ``NAME.old-STAMP``) when a new run takes the directory
+_RUN_RECORDS = ("metrics.jsonl", "summary.json", "predictions.npz", "wandb_id.txt")
+
+
+def _set_aside(workdir: Path, names: tuple[str, ...]) -> None:
+    """Rename each of ``names`` in ``workdir`` that exists to ``NAME.old-STAMP``: kept, but no longer this run's."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for name in names:
+        if (workdir / name).exists():
+            (workdir / name).rename(workdir / f"{name}.old-{stamp}")
 
 
 def _schedule_horizon(cfg: DictConfig, workdir: Path, tc: TrainerConfig) -> int:
@@ -249,6 +258,8 @@ def _train(cfg: DictConfig, workdir: Path, preemption: Preemption) -> dict:
             start, tree = ckpt.restore_latest(state.tree())
             state = TrainState(**tree) if start is not None else state
         start = min(start or 0, tc.total_steps)
+        if start == 0 and is_writer():  # nothing restored (a run killed before its first checkpoint): it starts
+            _set_aside(workdir, _RUN_RECORDS)  # again, so the earlier process's log and time are not this run's
         logger = RunLogger(workdir, resolved, wandb_cfg=resolved["logger"]["wandb"], console=console.enabled,
                            group=cfg.name)
         cleanup.callback(logger.close)

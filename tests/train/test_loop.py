@@ -36,26 +36,30 @@ class Preempted(Exception):
     pass
 
 
-def test_resumed_run_continues_exactly(tmp_path, tiny_cfg, monkeypatch):
-    cfg = tiny_cfg("trainer.total_steps=12", "trainer.checkpoint_every=6")
-    straight = train_and_evaluate(cfg, tmp_path / "straight")
-
+def _killed_after(steps: int, monkeypatch, cfg, workdir) -> None:
+    """Train ``cfg`` in ``workdir`` as a job killed after ``steps`` train steps, then restore the real step."""
     real = run.make_train_step
 
-    def dies_after_seven_steps(*args, **kwargs):  # a job killed after its step-6 checkpoint
+    def dies(*args, **kwargs):
         step, calls = real(*args, **kwargs), []
 
         def wrapped(*a):
             calls.append(1)
-            if len(calls) == 8:
+            if len(calls) > steps:
                 raise Preempted
             return step(*a)
         return wrapped
 
-    monkeypatch.setattr(run, "make_train_step", dies_after_seven_steps)
+    monkeypatch.setattr(run, "make_train_step", dies)
     with pytest.raises(Preempted):
-        train_and_evaluate(cfg, tmp_path / "resumed")
+        train_and_evaluate(cfg, workdir)
     monkeypatch.setattr(run, "make_train_step", real)
+
+
+def test_resumed_run_continues_exactly(tmp_path, tiny_cfg, monkeypatch):
+    cfg = tiny_cfg("trainer.total_steps=12", "trainer.checkpoint_every=6")
+    straight = train_and_evaluate(cfg, tmp_path / "straight")
+    _killed_after(7, monkeypatch, cfg, tmp_path / "resumed")  # after its step-6 checkpoint
     resumed = train_and_evaluate(cfg, tmp_path / "resumed")
     assert straight["resumed_from"] == 0 and resumed["resumed_from"] == 6
     np.testing.assert_allclose(resumed["loss_per_step"], straight["loss_per_step"], rtol=1e-5)
@@ -66,6 +70,22 @@ def test_resumed_run_continues_exactly(tmp_path, tiny_cfg, monkeypatch):
     first = times[: [e["event"] for e in events].index("resume")]
     assert times == sorted(times) and first[-1] > 0
     assert resumed["wall_time_s"] > first[-1]
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_again_with_a_log_of_its_own(tmp_path, tiny_cfg,
+                                                                                    monkeypatch):
+    cfg = tiny_cfg("trainer.total_steps=12", "trainer.checkpoint_every=6", "trainer.eval_every=6")
+    _killed_after(3, monkeypatch, cfg, tmp_path)
+    killed = (tmp_path / "metrics.jsonl").read_text()
+    summary = train_and_evaluate(cfg, tmp_path)
+    assert summary["resumed_from"] == 0
+    events = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in events].count("start") == 1 and "resume" not in [e["event"] for e in events]
+    assert [e["step"] for e in events if e["event"] == "eval"] == [6, 12]
+    # the killed process's log is kept beside it, and its time is not counted in this run's
+    (aside,) = tmp_path.glob("metrics.jsonl.old-*")
+    assert aside.read_text() == killed and "start" in killed
+    assert summary["wall_time_s"] >= events[-1]["time_s"] and events[0]["time_s"] < 1.0
 
 
 def test_earlier_seconds_sums_the_processes_of_a_resumed_run(tmp_path):
